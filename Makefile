@@ -1,0 +1,50 @@
+# jupyter-spark-openstack — the two commands: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+STAMP := $(VENV)/.installed
+
+.PHONY: help demo demo-openstack test test-fast bench lint install check-java clean
+
+help:
+	@echo "make demo            JupyterHub on 127.0.0.1: log in, get your own Spark cluster + PySpark kernel"
+	@echo "make demo-openstack  the same hub with the openstack provisioner against the bundled emulator"
+	@echo "make test            set up .venv and run the whole test suite"
+	@echo "make bench           run the benchmarks in bench/ and print their figures"
+
+check-java:
+	@command -v java >/dev/null 2>&1 || { echo >&2 "error: 'java' not found. Spark needs Java 17 or 21: apt-get install openjdk-17-jre-headless (or set JAVA_HOME and PATH)"; exit 1; }
+	@java -version 2>&1 | grep -Eq 'version "(1[7-9]|2[0-9])' || { echo >&2 "error: Spark 4 needs Java 17 or newer; 'java -version' says: $$(java -version 2>&1 | head -1)"; exit 1; }
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip setuptools wheel
+
+# Editable install for development; the data files (server-extension config, labextension)
+# are linked into the venv the way `pip install .` would place them.
+$(STAMP): $(PY) setup.cfg pyproject.toml
+	$(PIP) install -e ".[test]"
+	$(VENV)/bin/jupyter server extension enable --sys-prefix jupyter_spark_openstack >/dev/null
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+test: check-java install
+	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+test-fast: install
+	$(PY) -m pytest -ra -m "not spark and not hub and not browser" $(PYTEST_ARGS)
+
+demo: check-java install
+	$(PY) -m jupyter_spark_openstack.demo
+
+bench: check-java install
+	$(PY) bench/run_all.py
+
+lint: install
+	$(VENV)/bin/ruff check jupyter_spark_openstack tests bench
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache test-artifacts

@@ -1,0 +1,199 @@
+"""A Spark standalone cluster made of local processes: one master and N workers.
+
+This is the library behind ``jupyter-spark-openstack cluster start|status|stop`` and the
+``local`` provisioner. Its state lives in a run directory (``state.json`` + logs), so a later
+process (``cluster stop``, a restarted hub) can find and stop what an earlier one started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from .errors import ClusterError
+from .models import parse_memory, parse_positive_int
+from .spark import daemons
+from .spark.master_client import fetch_master_state, wait_for_master, wait_for_workers
+from .spark.ports import free_ports, master_url, webui_url
+
+
+def default_run_dir(name: str = "local-cluster") -> Path:
+    """``$JUPYTER_RUNTIME_DIR/spark-openstack/<name>`` (jupyter_core's runtime dir)."""
+    from jupyter_core.paths import jupyter_runtime_dir  # noqa: PLC0415
+
+    return Path(jupyter_runtime_dir()) / "spark-openstack" / name
+
+
+def auth_properties(secret: str | None) -> dict[str, str]:
+    if not secret:
+        return {}
+    return {"spark.authenticate": "true", "spark.authenticate.secret": secret}
+
+
+class LocalCluster:
+    """Master + workers as local processes, recorded in ``run_dir/state.json``."""
+
+    def __init__(self, run_dir: str | os.PathLike | None = None):
+        self.run_dir = Path(run_dir) if run_dir else default_run_dir()
+
+    # ---- state -------------------------------------------------------------------------
+    @property
+    def state_file(self) -> Path:
+        return self.run_dir / "state.json"
+
+    def load_state(self) -> dict | None:
+        try:
+            return json.loads(self.state_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _save_state(self, state: dict) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        os.replace(tmp, self.state_file)
+
+    def is_running(self) -> bool:
+        state = self.load_state()
+        return bool(state) and daemons.is_running(state["master"])
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    def start_master(self, *, host: str = "127.0.0.1", secret: str | None = None,
+                     timeout: float = 90.0, port: int | None = None,
+                     webui_port: int | None = None) -> dict:
+        """Start the master only (workers come from :meth:`add_worker` or a provisioner)."""
+        if self.is_running():
+            raise ClusterError(f"a cluster is already running from {self.run_dir}: stop it first")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.run_dir, 0o700)
+        p, w = free_ports(2, host)
+        port, webui_port = port or p, webui_port or w
+        rec = daemons.start_master(self.run_dir, host=host, port=port, webui_port=webui_port,
+                                   properties=auth_properties(secret))
+        state = {"master": rec, "workers": [], "host": host,
+                 "master_url": master_url(host, port), "webui_url": webui_url(host, webui_port),
+                 "authenticate": bool(secret)}
+        self._save_state(state)
+        try:
+            wait_for_master(state["webui_url"], timeout, is_alive=lambda: daemons.is_running(rec))
+        except ClusterError as e:
+            tail = log_tail(rec["log"])
+            self.stop()
+            raise ClusterError(f"{e}\n{tail}") from None
+        return state
+
+    def add_worker(self, *, cores: int, memory: str, name: str | None = None,
+                   secret: str | None = None, extra_env: dict[str, str] | None = None) -> dict:
+        """Start one worker joining this cluster's master; recorded before it is started."""
+        state = self.load_state()
+        if not state:
+            raise ClusterError(f"no cluster in {self.run_dir}")
+        idx = len(state["workers"]) + 1
+        name = name or f"worker-{idx}"
+        (webui,) = free_ports(1, state["host"])
+        rec = daemons.start_worker(self.run_dir, master_url=state["master_url"],
+                                   host=state["host"], cores=cores, memory=memory,
+                                   webui_port=webui, name=name,
+                                   properties=auth_properties(secret), extra_env=extra_env)
+        state = self.load_state() or state
+        state["workers"].append(rec)
+        self._save_state(state)
+        return rec
+
+    def remove_worker(self, name: str) -> bool:
+        state = self.load_state()
+        if not state:
+            return False
+        for rec in list(state["workers"]):
+            if rec.get("name") == name:
+                daemons.stop_daemon(rec)
+                state["workers"].remove(rec)
+                self._save_state(state)
+                return True
+        return False
+
+    def start(self, workers: int = 2, worker_cores: int = 1, worker_memory: str = "1g", *,
+              host: str = "127.0.0.1", secret: str | None = None, timeout: float = 120.0) -> dict:
+        """Start a master and ``workers`` workers; return once all are ALIVE on the master."""
+        workers = parse_positive_int("workers", workers, maximum=64)
+        worker_cores = parse_positive_int("worker_cores", worker_cores, maximum=256)
+        worker_memory = parse_memory("worker_memory", worker_memory)
+        state = self.start_master(host=host, secret=secret, timeout=timeout)
+        try:
+            for _ in range(workers):
+                self.add_worker(cores=worker_cores, memory=worker_memory, secret=secret)
+            state = self.load_state()
+            wait_for_workers(state["webui_url"], workers, timeout,
+                             is_alive=lambda: all(daemons.is_running(r) for r in state["workers"]))
+        except BaseException as e:
+            tails = "\n".join(log_tail(r["log"]) for r in (self.load_state() or {}).get("workers", []))
+            self.stop()
+            if isinstance(e, ClusterError):
+                raise ClusterError(f"{e}\n{tails}") from None
+            raise
+        return self.load_state()
+
+    def status(self) -> dict:
+        """``{"running", "master_url", "webui_url", "workers": [...], "apps": [...]}``."""
+        state = self.load_state()
+        if not state:
+            return {"running": False, "master_url": None, "webui_url": None, "workers": [],
+                    "run_dir": str(self.run_dir)}
+        running = daemons.is_running(state["master"])
+        ms = fetch_master_state(state["webui_url"], timeout=3.0) if running else None
+        return {
+            "running": running,
+            "master_url": state["master_url"],
+            "webui_url": state["webui_url"],
+            "run_dir": str(self.run_dir),
+            "reachable": bool(ms and ms.reachable),
+            "workers": [
+                {"id": w.id, "host": w.host, "state": w.state, "cores": w.cores,
+                 "cores_used": w.cores_used, "memory_mb": w.memory_mb,
+                 "memory_used_mb": w.memory_used_mb}
+                for w in (ms.workers if ms and ms.reachable else [])
+            ],
+            "apps": [
+                {"id": a.id, "name": a.name, "cores": a.cores,
+                 "memory_per_executor_mb": a.memory_per_executor_mb, "state": a.state}
+                for a in (ms.active_apps if ms and ms.reachable else [])
+            ],
+            "processes": [
+                {"role": r["role"], "name": r.get("name", "master"), "pid": r["pid"],
+                 "running": daemons.is_running(r), "log": r["log"]}
+                for r in [state["master"], *state["workers"]]
+            ],
+        }
+
+    def stop(self, *, remove_state: bool = True) -> list[int]:
+        """Stop workers then master; returns the pids stopped. Idempotent."""
+        state = self.load_state()
+        if not state:
+            return []
+        pids = []
+        errors = []
+        for rec in [*state.get("workers", []), state["master"]]:
+            try:
+                daemons.stop_daemon(rec)
+                pids.append(rec["pid"])
+            except ClusterError as e:
+                errors.append(str(e))
+        if errors:
+            raise ClusterError("; ".join(errors))
+        if remove_state:
+            self.state_file.unlink(missing_ok=True)
+            shutil.rmtree(self.run_dir / "work", ignore_errors=True)
+            for p in self.run_dir.glob("*.properties"):
+                p.unlink(missing_ok=True)
+        return pids
+
+
+def log_tail(path: str, lines: int = 15) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            data = f.readlines()[-lines:]
+        return f"--- last lines of {path} ---\n" + "".join(data)
+    except OSError:
+        return ""

@@ -1,0 +1,61 @@
+"""The one place that knows Spark's ports and URL shapes."""
+
+from __future__ import annotations
+
+import socket
+from contextlib import closing
+
+MASTER_PORT = 7077            # spark://host:7077
+MASTER_WEBUI_PORT = 8080      # http://host:8080/json/
+WORKER_WEBUI_PORT = 8081
+APP_UI_PORT = 4040            # the driver's UI (kernel)
+CONNECT_PORT = 15002          # Spark Connect gRPC
+BLOCK_MANAGER_PORT = 7079     # fixed for firewall rules on VMs
+DRIVER_PORT = 7078
+WORKER_PORT = 7078            # on worker VMs: fixed so a security group can name it
+
+
+def master_url(host: str, port: int = MASTER_PORT) -> str:
+    return f"spark://{host}:{port}"
+
+
+def master_json_url(webui_url: str) -> str:
+    """``http://host:8080`` -> ``http://host:8080/json/``."""
+    return webui_url.rstrip("/") + "/json/"
+
+
+def webui_url(host: str, port: int = MASTER_WEBUI_PORT) -> str:
+    return f"http://{host}:{port}"
+
+
+def connect_url(host: str, port: int = CONNECT_PORT) -> str:
+    return f"sc://{host}:{port}"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now (the OS picks it)."""
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """``n`` distinct free ports, held open together so none repeats."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
