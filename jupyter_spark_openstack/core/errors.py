@@ -34,3 +34,7 @@ class ProvisionerError(SparkOpenStackError):
     def __init__(self, message: str, *, transient: bool = False):
         super().__init__(message)
         self.transient = transient
+
+
+class QuotaError(ProvisionerError):
+    """The backend cannot hold what was asked for; the message has the numbers."""
