@@ -1,0 +1,361 @@
+"""The lifecycle of one user's Spark cluster: master, workers, (Connect server), kernelspecs.
+
+:class:`SparkCluster` is driven by the spawner but knows nothing of JupyterHub. Its whole
+state is a JSON-able dict (:meth:`SparkCluster.get_state`) that is saved the moment anything
+is created (``on_change`` callback), so a hub that restarts can still find and delete
+everything (:meth:`SparkCluster.from_state`). Progress goes to an ``emit(percent, message)``
+callback a person can follow.
+
+Order of start: secret -> master -> capacity check -> workers requested in parallel (each record
+saved as soon as the backend returns its id) -> wait until every worker is registered with the
+master (a failed worker fails the start at once, with its log) -> done. Any failure deletes
+everything already created before the error is raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ClusterError, ProvisionerError, ValidationError
+from .localcluster import LocalCluster
+from .models import parse_master_url
+from .options import ClusterOptions
+from .provisioners.base import Provisioner, WorkerRecord, WorkerSpec
+from .spark import daemons
+from .spark.master_client import afetch_master_state
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[int, str], None]
+
+
+def safe_id(*parts: str) -> str:
+    """``("hub", "Alice@x", "")`` -> ``"hub-alice-x"``: usable in paths, VM names, tags."""
+    text = "-".join(p for p in parts if p)
+    text = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+    return re.sub(r"-{2,}", "-", text)[:63] or "cluster"
+
+
+@dataclass
+class ClusterConfig:
+    """Hub-wide settings of the lifecycle (the spawner fills it from its traitlets)."""
+
+    hub_id: str = "jupyterhub"
+    master_mode: str = "per-user"            # or "shared"
+    master_host: str = "127.0.0.1"           # the interface per-user masters bind to
+    shared_master_url: str | None = None
+    shared_master_webui_url: str | None = None
+    start_timeout: float = 300.0             # master + all workers registered
+    patience_interval: float = 15.0          # "still waiting" message every N seconds
+    authenticate: bool = True                # per-user spark.authenticate secret
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.master_mode not in ("per-user", "shared"):
+            raise ValidationError("master_mode", self.master_mode, "'per-user' or 'shared'")
+        if self.master_mode == "shared":
+            if not self.shared_master_url:
+                raise ValidationError("shared_master_url", self.shared_master_url,
+                                      "a spark://host:port URL when master_mode is 'shared'")
+            parse_master_url("shared_master_url", self.shared_master_url)
+            if not self.shared_master_webui_url:
+                raise ValidationError("shared_master_webui_url", self.shared_master_webui_url,
+                                      "the shared master's web UI URL (http://host:8080) when master_mode is 'shared'")
+
+
+class SparkCluster:
+    """One user's cluster. Create with :meth:`new` (to start) or :meth:`from_state` (to find
+    and stop one a previous hub process started)."""
+
+    def __init__(self, config: ClusterConfig, provisioner: Provisioner, state: dict, *,
+                 emit: Emit | None = None, on_change: Callable[[], None] | None = None):
+        self.config = config
+        self.provisioner = provisioner
+        self.state = state
+        self.emit: Emit = emit or (lambda p, m: None)
+        self.on_change = on_change or (lambda: None)
+
+    # ---- construction ------------------------------------------------------------------
+    @classmethod
+    def new(cls, config: ClusterConfig, provisioner: Provisioner, *, owner: str,
+            options: ClusterOptions, run_dir: str | os.PathLike, server_name: str = "",
+            **kw) -> SparkCluster:
+        state = {
+            "cluster_id": safe_id(config.hub_id, owner, server_name),
+            "owner": owner, "server_name": server_name, "hub_id": config.hub_id,
+            "provisioner": provisioner.name, "run_dir": str(run_dir),
+            "options": options.to_dict(),
+            "size": {"name": options.size.name, "cores": options.size.cores,
+                     "memory": options.size.memory, "flavor": options.size.flavor},
+            "workers": options.workers, "cores": options.total_cores,
+            "memory_mb": options.total_memory_mb,
+            "master": None, "records": [], "started_at": None, "phase": "new",
+        }
+        return cls(config, provisioner, state, **kw)
+
+    @classmethod
+    def from_state(cls, config: ClusterConfig, provisioner: Provisioner, state: dict,
+                   **kw) -> SparkCluster:
+        return cls(config, provisioner, dict(state), **kw)
+
+    def get_state(self) -> dict:
+        return dict(self.state)
+
+    # ---- accessors ---------------------------------------------------------------------
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.state["run_dir"])
+
+    @property
+    def cluster_id(self) -> str:
+        return self.state["cluster_id"]
+
+    @property
+    def master_url(self) -> str | None:
+        m = self.state.get("master")
+        return m and m.get("master_url")
+
+    @property
+    def webui_url(self) -> str | None:
+        m = self.state.get("master")
+        return m and m.get("webui_url")
+
+    @property
+    def secret_file(self) -> str | None:
+        return self.state.get("secret_file")
+
+    @property
+    def records(self) -> list[WorkerRecord]:
+        return [WorkerRecord.from_dict(r) for r in self.state.get("records", [])]
+
+    def _save(self, **changes) -> None:
+        self.state.update(changes)
+        try:
+            self.on_change()
+        except Exception:  # persisting must never break the lifecycle
+            log.exception("saving cluster state failed")
+
+    # ---- start -------------------------------------------------------------------------
+    async def start(self) -> dict:
+        """Start master and workers; returns the state once every worker is registered."""
+        t0 = time.monotonic()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.run_dir, 0o700)
+        try:
+            secret = self._make_secret() if self.config.authenticate and self.config.master_mode == "per-user" else None
+            await self._start_master(secret)
+            await self._start_workers(secret, t0)
+        except BaseException as e:
+            self.emit(95, f"Spawn failed, cleaning up: {e}")
+            try:
+                await self.stop()
+            except Exception:
+                log.exception("cleanup after a failed start of %s failed", self.cluster_id)
+            if isinstance(e, ProvisionerError | ValidationError | ClusterError):
+                raise
+            if isinstance(e, asyncio.CancelledError | KeyboardInterrupt):
+                raise
+            raise ClusterError(f"{type(e).__name__}: {e}") from e
+        self._save(started_at=time.time(), phase="running")
+        return self.get_state()
+
+    def _make_secret(self) -> str:
+        secret = secrets.token_urlsafe(32)
+        path = self.run_dir / "spark-secret"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secret)
+        self._save(secret_file=str(path))
+        return secret
+
+    def read_secret(self) -> str | None:
+        if not self.secret_file:
+            return None
+        try:
+            return Path(self.secret_file).read_text().strip()
+        except OSError:
+            return None
+
+    async def _start_master(self, secret: str | None) -> None:
+        if self.config.master_mode == "shared":
+            self._save(master={"mode": "shared", "master_url": self.config.shared_master_url,
+                               "webui_url": self.config.shared_master_webui_url}, phase="master")
+            self.emit(10, f"Using the shared Spark master {self.config.shared_master_url}")
+            return
+        self.emit(5, "Starting Spark master")
+        lc = LocalCluster(self.run_dir / "master")
+        self._save(master={"mode": "per-user", "run_dir": str(lc.run_dir)}, phase="master")
+        st = await asyncio.to_thread(lc.start_master, host=self.config.master_host,
+                                     secret=secret, timeout=min(120.0, self.config.start_timeout))
+        self._save(master={"mode": "per-user", "run_dir": str(lc.run_dir),
+                           "master_url": st["master_url"], "webui_url": st["webui_url"],
+                           "process": st["master"]})
+        self.emit(20, f"Spark master ready at {st['master_url']}")
+
+    def _specs(self, secret: str | None) -> list[WorkerSpec]:
+        s = self.state
+        size = s["size"]
+        return [
+            WorkerSpec(hub_id=s["hub_id"], owner=s["owner"], cluster_id=s["cluster_id"],
+                       name=f"{s['cluster_id']}-w{i}", index=i, cores=size["cores"],
+                       memory=size["memory"], master_url=self.master_url, secret=secret,
+                       size=size["name"], flavor=size.get("flavor"),
+                       server_name=s["server_name"])
+            for i in range(1, s["workers"] + 1)
+        ]
+
+    async def _start_workers(self, secret: str | None, t0: float) -> None:
+        specs = self._specs(secret)
+        n = len(specs)
+        await self.provisioner.check_capacity(specs)
+        self.emit(25, f"Requested {n} worker{'s' if n != 1 else ''} "
+                      f"({self.state['size']['name']}: {self.state['size']['cores']} cores, "
+                      f"{self.state['size']['memory']} each)")
+        self._save(phase="workers")
+
+        async def request(spec: WorkerSpec) -> WorkerRecord:
+            rec = await self.provisioner.request_worker(spec)
+            # recorded the moment the backend gave us an id
+            self._save(records=[*self.state["records"], rec.to_dict()])
+            return rec
+
+        results = await asyncio.gather(*(request(s) for s in specs), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]
+        await self._wait_registered(n, t0)
+
+    def _matches(self, worker, records: list[WorkerRecord]) -> bool:
+        if self.config.master_mode == "per-user":
+            return True
+        for r in records:
+            d = r.data or {}
+            if d.get("webui_port") and worker.webui and worker.webui.endswith(f":{d['webui_port']}"):
+                return True
+            if d.get("worker_host") and worker.host == d["worker_host"]:
+                return True
+        return False
+
+    async def _wait_registered(self, n: int, t0: float) -> None:
+        deadline = t0 + self.config.start_timeout
+        registered = 0
+        last_msg = time.monotonic()
+        last_status = 0.0
+        unknown: dict[str, str] = {}
+        while True:
+            ms = await afetch_master_state(self.webui_url, timeout=3.0)
+            records = self.records
+            if ms.reachable:
+                alive = [w for w in ms.alive_workers if self._matches(w, records)]
+                now = len(alive)
+                for k in range(registered + 1, min(now, n) + 1):
+                    self.emit(25 + int(65 * k / n), f"Worker {k}/{n} registered")
+                    last_msg = time.monotonic()
+                registered = max(registered, min(now, n))
+                if registered >= n:
+                    return
+            if time.monotonic() - last_status > 2.0:
+                last_status = time.monotonic()
+                for rec in records:
+                    try:
+                        st = await self.provisioner.worker_status(rec)
+                    except ProvisionerError as e:
+                        unknown[rec.name] = str(e)  # unknown, not gone: keep waiting
+                        continue
+                    unknown.pop(rec.name, None)
+                    if st.state in ("failed", "gone"):
+                        detail = st.message or ""
+                        if not detail:
+                            detail = await self.provisioner.worker_log(rec)
+                        raise ClusterError(f"Spark worker {rec.name} {st.state}: {detail}".strip())
+            elapsed = time.monotonic() - t0
+            if time.monotonic() > deadline:
+                hint = f" (backend errors: {'; '.join(sorted(set(unknown.values())))})" if unknown else ""
+                raise ClusterError(
+                    f"Timed out after {elapsed:.0f}s: {registered}/{n} Spark workers registered "
+                    f"with {self.master_url}{hint}")
+            if time.monotonic() - last_msg > self.config.patience_interval:
+                self.emit(25 + int(65 * registered / n),
+                          f"Still waiting for Spark workers: {registered}/{n} registered after {elapsed:.0f}s")
+                last_msg = time.monotonic()
+            await asyncio.sleep(0.5)
+
+    # ---- status ------------------------------------------------------------------------
+    async def poll(self) -> str:
+        """``running``, ``degraded`` (some worker failed), ``stopped`` or ``unknown``."""
+        m = self.state.get("master") or {}
+        if m.get("mode") == "per-user":
+            proc = m.get("process")
+            if not proc or not daemons.is_running(proc):
+                return "stopped"
+        states = []
+        for rec in self.records:
+            try:
+                states.append((await self.provisioner.worker_status(rec)).state)
+            except ProvisionerError:
+                states.append("unknown")
+        if "unknown" in states:
+            return "unknown"
+        if any(s in ("failed", "gone") for s in states):
+            return "degraded"
+        return "running"
+
+    # ---- stop --------------------------------------------------------------------------
+    async def stop(self, *, retries: int = 3) -> None:
+        """Delete every worker (in parallel), stop the master, verify nothing remains."""
+        self._save(phase="stopping")
+        records = self.records
+        if records:
+            self.emit(96, f"Deleting {len(records)} worker(s)")
+        remaining = await self._delete_all(records, retries)
+        self._save(records=[r.to_dict() for r in remaining])
+        m = self.state.get("master") or {}
+        if m.get("mode") == "per-user" and m.get("run_dir"):
+            await asyncio.to_thread(LocalCluster(m["run_dir"]).stop)
+        # verify: nothing of ours is listed by the backend any more
+        try:
+            left = [r for r in await self.provisioner.list_workers(
+                hub_id=self.state["hub_id"], owner=self.state["owner"])
+                if r.cluster_id == self.cluster_id]
+        except ProvisionerError as e:
+            raise ClusterError(f"could not verify that {self.cluster_id}'s workers are gone: {e}") from e
+        if left:
+            remaining = await self._delete_all(left, retries)
+            if remaining:
+                self._save(records=[r.to_dict() for r in remaining])
+                raise ClusterError(f"{len(remaining)} worker(s) of {self.cluster_id} could not be deleted: "
+                                   + ", ".join(r.id for r in remaining))
+        if remaining:
+            raise ClusterError(f"{len(remaining)} worker(s) of {self.cluster_id} could not be deleted: "
+                               + ", ".join(r.id for r in remaining))
+        if self.secret_file:
+            Path(self.secret_file).unlink(missing_ok=True)
+        self._save(records=[], master=None, phase="stopped", secret_file=None)
+        shutil.rmtree(self.run_dir / "master", ignore_errors=True)
+
+    async def _delete_all(self, records: list[WorkerRecord], retries: int) -> list[WorkerRecord]:
+        async def delete(rec: WorkerRecord) -> WorkerRecord | None:
+            delay = 1.0
+            for attempt in range(retries + 1):
+                try:
+                    await self.provisioner.delete_worker(rec)
+                    return None
+                except ProvisionerError as e:
+                    log.warning("deleting worker %s (%s) failed (attempt %d): %s",
+                                rec.name, rec.id, attempt + 1, e)
+                    if attempt < retries:
+                        await asyncio.sleep(delay)
+                        delay *= 2
+            return rec
+
+        results = await asyncio.gather(*(delete(r) for r in records))
+        return [r for r in results if r is not None]
