@@ -1,0 +1,356 @@
+"""A Spark Connect server as a local process: one driver per user, kernels are thin gRPC clients.
+
+The server is ``spark-submit --class org.apache.spark.sql.connect.service.SparkConnectServer``
+against a standalone master, bound to loopback on a free port, with a per-user token. Every
+Spark property (token and cluster secret included) goes into an owner-only properties file
+passed with ``--properties-file``: nothing secret appears on the command line, which ``ps``
+shows to every user of the host.
+
+The server is recorded as a plain dict like the master and worker records of
+:mod:`.daemons` (``pid``, ``create_time``, ``log``, ``port``, ``url`` ...), so a later process
+can stop it with :func:`stop_connect_server` (which is :func:`.daemons.stop_daemon`).
+
+Facts that shaped this module (pyspark 4.3.0):
+
+* the Python client uses TLS as soon as a token is set and the host is anything but the
+  literal ``localhost`` (even ``127.0.0.1``): against this plain server it would hang, so
+  clients connect to ``sc://localhost:PORT``;
+* a wrong token can make the PySpark client retry for a long time: :func:`probe` makes one
+  raw RPC with a gRPC deadline and turns the status into :class:`ConnectAuthError` or
+  :class:`ConnectUnreachableError`;
+* Python UDFs run in the executors' Python: ``PYSPARK_PYTHON`` in the server's environment
+  *and* ``spark.executorEnv.PYSPARK_PYTHON`` (``spark.pyspark.python`` alone is not enough).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import stat
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from ..errors import ClusterError, ValidationError
+from ..models import parse_conf, parse_master_url, parse_memory, parse_positive_int
+from . import daemons
+from .home import check_java, find_spark_home
+from .ports import connect_url, free_port, port_open
+
+CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+TOKEN_ENV = "SPARK_CONNECT_AUTHENTICATE_TOKEN"
+DEFAULT_DRIVER_MEMORY = "1g"
+# The only host name the PySpark client reaches over plain (local) credentials with a token.
+CLIENT_HOST = "localhost"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+LOOPBACK_ALLOWED = ("a loopback address (127.0.0.1): the Spark Connect server has no TLS yet, "
+                    "so it only serves notebook servers on the same host")
+
+# Properties this module sets itself; extra conf may not override them.
+_RESERVED_CONF = (
+    "spark.master",
+    "spark.submit.deployMode",
+    "spark.connect.grpc.binding.address",
+    "spark.connect.grpc.binding.port",
+    "spark.connect.authenticate.token",
+    "spark.authenticate",
+    "spark.authenticate.secret",
+    "spark.executorEnv.PYSPARK_PYTHON",
+)
+
+
+class ConnectError(ClusterError):
+    """A Spark Connect server could not be started or reached."""
+
+
+class ConnectUnreachableError(ConnectError):
+    """Nothing answers on the Connect port, or it did not answer within the deadline."""
+
+
+class ConnectAuthError(ConnectError):
+    """The Connect server refused the token (or no token was given)."""
+
+
+# ---- tokens --------------------------------------------------------------------------------
+def generate_token() -> str:
+    """A fresh random token (256 bits, URL-safe)."""
+    return secrets.token_urlsafe(32)
+
+
+def derive_token(secret: str, purpose: str = "spark-connect") -> str:
+    """A token derived from the per-user Spark secret (HMAC-SHA256), stable across restarts."""
+    if not secret:
+        raise ValidationError("secret", secret, "a non-empty per-user Spark secret")
+    return hmac.new(secret.encode(), purpose.encode(), hashlib.sha256).hexdigest()
+
+
+def write_token_file(path: str | os.PathLike, token: str) -> str:
+    """Write ``token`` to ``path`` readable by its owner only (0600); returns the path."""
+    if not token or any(c in token for c in "\r\n\x00;"):
+        raise ValidationError("token", "<hidden>", "a non-empty single-line token without ';'")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    os.chmod(path, 0o600)
+    return str(path)
+
+
+def read_token_file(path: str | os.PathLike) -> str:
+    """The token in ``path``; refuses a missing, empty or group/world-readable file."""
+    p = Path(path)
+    try:
+        st = p.stat()
+        text = p.read_text().strip()
+    except OSError as e:
+        raise ConnectAuthError(f"cannot read the Spark Connect token file {p}: {e.strerror or e}") from None
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConnectAuthError(f"the Spark Connect token file {p} is readable by others "
+                               f"(mode {stat.S_IMODE(st.st_mode):o}); run `chmod 600 {p}`")
+    if not text:
+        raise ConnectAuthError(f"the Spark Connect token file {p} is empty")
+    return text
+
+
+# ---- validation ----------------------------------------------------------------------------
+def parse_connect_host(field_name: str, value: object) -> str:
+    """The address the server binds: loopback only until TLS exists."""
+    text = str(value).strip() if value is not None else ""
+    if text not in LOOPBACK_HOSTS:
+        raise ValidationError(field_name, value, LOOPBACK_ALLOWED)
+    return "127.0.0.1"
+
+
+def parse_connect_conf(field_name: str, conf) -> dict[str, str]:
+    """Extra Spark properties for the server; the ones this module owns are refused."""
+    out = parse_conf(field_name, conf or {})
+    for key in out:
+        if key in _RESERVED_CONF:
+            raise ValidationError(field_name, key,
+                                  "a Spark property other than " + ", ".join(_RESERVED_CONF)
+                                  + " (those are set from the cluster and the token)")
+    return out
+
+
+def client_url(port: int) -> str:
+    """``sc://localhost:PORT``: ``localhost`` literally, see the module docstring."""
+    return connect_url(CLIENT_HOST, port)
+
+
+# ---- start / stop --------------------------------------------------------------------------
+def connect_properties(*, master_url: str, port: int, token: str, host: str = "127.0.0.1",
+                       driver_memory: str = DEFAULT_DRIVER_MEMORY, python: str | None = None,
+                       secret: str | None = None, conf: dict[str, str] | None = None,
+                       app_name: str = "Spark Connect server") -> dict[str, str]:
+    """Every Spark property of the server (the properties file's content)."""
+    props = dict(conf or {})
+    props.update({
+        "spark.master": master_url,
+        "spark.app.name": props.get("spark.app.name", app_name),
+        "spark.driver.memory": driver_memory,
+        "spark.driver.host": host,
+        "spark.driver.bindAddress": host,
+        "spark.connect.grpc.binding.address": host,
+        "spark.connect.grpc.binding.port": str(port),
+        "spark.connect.authenticate.token": token,
+        "spark.executorEnv.PYSPARK_PYTHON": python or sys.executable,
+    })
+    if secret:
+        props["spark.authenticate"] = "true"
+        props["spark.authenticate.secret"] = secret
+    return props
+
+
+def start_connect_server(run_dir: str | os.PathLike, *, master_url: str, token: str,
+                         host: str = "127.0.0.1", port: int | None = None,
+                         driver_memory: object = DEFAULT_DRIVER_MEMORY,
+                         conf=None, secret: str | None = None, python: str | None = None,
+                         app_name: str = "Spark Connect server", name: str = "connect") -> dict:
+    """Start a Connect server for ``master_url``; returns its record at once (not yet ready:
+    call :func:`wait_connect_ready`). Bad values raise :class:`ValidationError` before anything
+    is written or started."""
+    master_url = parse_master_url("master_url", master_url)
+    host = parse_connect_host("connect host", host)
+    port = parse_positive_int("connect port", port, maximum=65535) if port else free_port(host)
+    driver_memory = parse_memory("connect driver memory", driver_memory or DEFAULT_DRIVER_MEMORY)
+    extra = parse_connect_conf("connect conf", conf)
+    if not token or any(c in token for c in "\r\n\x00;"):
+        raise ValidationError("token", "<hidden>", "a non-empty single-line token without ';'")
+    python = python or sys.executable
+    if not os.access(python, os.X_OK):
+        raise ValidationError("executors' python", python, "an executable Python interpreter with pyspark and pyarrow")
+    check_java()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    conf_dir = run_dir / "conf"
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    props_file = daemons.write_properties(
+        run_dir / f"{name}.properties",
+        connect_properties(master_url=master_url, port=port, token=token, host=host,
+                           driver_memory=driver_memory, python=python, secret=secret,
+                           conf=extra, app_name=app_name))
+    argv = [os.path.join(find_spark_home(), "bin", "spark-submit"),
+            "--class", CONNECT_SERVER_CLASS, "--name", app_name,
+            "--properties-file", props_file, "spark-internal"]
+    env = daemons.daemon_env(host, str(conf_dir), {
+        "PYSPARK_PYTHON": python,
+        "SPARK_DRIVER_MEMORY": driver_memory,
+    })
+    for k in (TOKEN_ENV, "PYSPARK_DRIVER_PYTHON", "SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED"):
+        env.pop(k, None)
+    rec = daemons._spawn("connect", argv, run_dir / "logs" / f"{name}.log", env)
+    rec.update({"name": name, "host": host, "port": port, "url": client_url(port),
+                "master_url": master_url, "driver_memory": driver_memory,
+                "properties_file": props_file, "python": python})
+    return rec
+
+
+def is_running(rec: dict | None) -> bool:
+    return bool(rec) and daemons.is_running(rec)
+
+
+def stop_connect_server(rec: dict | None, timeout: float = 20.0) -> None:
+    """Stop the server (its whole process group) and remove its properties file. Idempotent."""
+    if not rec:
+        return
+    daemons.stop_daemon(rec, timeout=timeout)
+    if rec.get("properties_file"):
+        Path(rec["properties_file"]).unlink(missing_ok=True)
+
+
+# ---- reaching the server -------------------------------------------------------------------
+def probe(url: str, token: str | None, timeout: float = 10.0) -> str:
+    """One real RPC (AnalyzePlan: SparkVersion) with a gRPC deadline; returns Spark's version.
+
+    Raises :class:`ConnectAuthError` when the server refuses the token and
+    :class:`ConnectUnreachableError` when nothing answers within ``timeout`` seconds.
+    """
+    import grpc  # noqa: PLC0415
+    from pyspark.sql.connect.client.core import DefaultChannelBuilder  # noqa: PLC0415
+    from pyspark.sql.connect.proto import base_pb2, base_pb2_grpc  # noqa: PLC0415
+
+    host, port = _host_port(url)
+    if not port_open("127.0.0.1" if host == CLIENT_HOST else host, port, timeout=min(2.0, timeout)):
+        raise ConnectUnreachableError(f"no Spark Connect server listens on {url} (connection refused)")
+    target = f"sc://{host}:{port}/" + (f";token={token}" if token else "")
+    channel = DefaultChannelBuilder(target).toChannel()
+    try:
+        stub = base_pb2_grpc.SparkConnectServiceStub(channel)
+        req = base_pb2.AnalyzePlanRequest(session_id=str(uuid.uuid4()),
+                                          client_type="jupyter-spark-openstack-probe")
+        req.user_context.user_id = os.environ.get("USER", "probe")
+        req.spark_version.SetInParent()
+        try:
+            resp = stub.AnalyzePlan(req, timeout=timeout)
+        except grpc.RpcError as e:
+            code = e.code() if hasattr(e, "code") else None
+            detail = e.details() if hasattr(e, "details") else str(e)
+            if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                raise ConnectAuthError(
+                    f"the Spark Connect server at {url} refused the "
+                    + ("token" if token else "connection: no token was given")
+                    + f" ({code.name}: {detail})") from None
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise ConnectUnreachableError(
+                    f"the Spark Connect server at {url} did not answer within {timeout:.0f}s") from None
+            raise ConnectUnreachableError(
+                f"the Spark Connect server at {url} failed: {getattr(code, 'name', code)}: {detail}") from None
+        return resp.spark_version.version
+    finally:
+        channel.close()
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    rest = url[len("sc://"):] if url.startswith("sc://") else url
+    rest = rest.split("/", 1)[0]
+    host, _, port = rest.rpartition(":")
+    return host, int(port)
+
+
+def wait_connect_ready(rec: dict, token: str, timeout: float = 120.0) -> str:
+    """Wait until the server accepts connections on its port and answers a real RPC with
+    ``token``; returns Spark's version. Raises :class:`ConnectError` (with the log's tail) if
+    the process dies or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    last = "not started"
+    while time.monotonic() < deadline:
+        if not daemons.is_running(rec):
+            raise ConnectError(f"the Spark Connect server exited during start-up\n{_log_tail(rec)}")
+        if port_open(rec["host"], rec["port"], timeout=0.5):
+            try:
+                return probe(rec["url"], token, timeout=max(1.0, min(10.0, deadline - time.monotonic())))
+            except ConnectAuthError:
+                raise
+            except ConnectError as e:
+                last = str(e)
+        else:
+            last = f"port {rec['port']} not open yet"
+        time.sleep(0.25)
+    raise ConnectError(f"the Spark Connect server on port {rec['port']} was not ready within "
+                       f"{timeout:.0f}s ({last})\n{_log_tail(rec)}")
+
+
+def _log_tail(rec: dict, lines: int = 15) -> str:
+    try:
+        with open(rec["log"], errors="replace") as f:
+            data = f.readlines()[-lines:]
+        return f"--- last lines of {rec['log']} ---\n" + "".join(data)
+    except (OSError, KeyError):
+        return ""
+
+
+# ---- doctor --------------------------------------------------------------------------------
+def check_connect(url: str, token: str | None, timeout: float = 5.0) -> dict:
+    """For ``doctor``: ``{"ok", "category", "message", "version"}``; never raises."""
+    try:
+        version = probe(url, token, timeout=timeout)
+    except ConnectAuthError as e:
+        return {"ok": False, "category": "connect-auth-failed", "message": str(e), "version": None}
+    except ConnectError as e:
+        return {"ok": False, "category": "connect-unreachable", "message": str(e), "version": None}
+    except (OSError, ValueError) as e:
+        return {"ok": False, "category": "connect-unreachable", "message": f"{url}: {e}", "version": None}
+    return {"ok": True, "category": None, "message": f"Spark Connect {version} answers on {url}",
+            "version": version}
+
+
+def check_executor_python(python: str, timeout: float = 60.0) -> dict:
+    """For ``doctor``: the executors' Python has pyspark and pyarrow, same minor version as
+    this (the kernel's) Python. ``{"ok", "message", "python_version", "pyspark", "pyarrow"}``."""
+    import json  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+
+    code = ("import json,sys\nout={'python_version':'%d.%d'%sys.version_info[:2]}\n"
+            "for m in ('pyspark','pyarrow'):\n"
+            "    try:\n        out[m]=__import__(m).__version__\n"
+            "    except Exception as e:\n        out[m]=None\n"
+            "print(json.dumps(out))")
+    mine = "%d.%d" % sys.version_info[:2]
+    try:
+        res = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=timeout)
+        info = json.loads(res.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as e:
+        return {"ok": False, "message": f"cannot run the executors' Python {python}: {e}",
+                "python_version": None, "pyspark": None, "pyarrow": None}
+    problems = []
+    if info["python_version"] != mine:
+        problems.append(f"Python {info['python_version']} but the kernel runs {mine}")
+    for m in ("pyspark", "pyarrow"):
+        if not info.get(m):
+            problems.append(f"{m} is not installed")
+    try:
+        import pyspark  # noqa: PLC0415
+
+        if info.get("pyspark") and info["pyspark"] != pyspark.__version__:
+            problems.append(f"pyspark {info['pyspark']} but the kernel has {pyspark.__version__}")
+    except ImportError:
+        pass
+    info["ok"] = not problems
+    info["message"] = (f"executors' Python {python}: " + ("; ".join(problems) if problems else
+                       f"Python {info['python_version']}, pyspark {info['pyspark']}, pyarrow {info['pyarrow']}"))
+    return info
+
