@@ -27,6 +27,8 @@ $(PY):
 $(STAMP): $(PY) setup.cfg pyproject.toml
 	$(PIP) install -e ".[test]"
 	$(VENV)/bin/jupyter server extension enable --sys-prefix jupyter_spark_openstack >/dev/null
+	@# editable installs place no data files: link the built lab extension where JupyterLab looks
+	mkdir -p $(VENV)/share/jupyter/labextensions && rm -rf $(VENV)/share/jupyter/labextensions/jupyter-spark-openstack && ln -s "$(CURDIR)/jupyter_spark_openstack/labextension" $(VENV)/share/jupyter/labextensions/jupyter-spark-openstack
 	@touch $(STAMP)
 
 install: $(STAMP)

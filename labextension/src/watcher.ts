@@ -1,0 +1,98 @@
+/**
+ * Watches the session contexts of notebooks and consoles; when a PySpark
+ * kernel dies (status 'autorestarting' or 'dead', or the connection drops
+ * while dead) or an error says its SparkSession could not be created, fetches
+ * `spark-openstack/api/kernels/{id}/diagnostics` and shows the diagnosis.
+ */
+import { IDiagnostics, SparkApi } from './api';
+import { isPySparkKernel, isSessionFailure } from './format';
+
+/** The part of ISessionContext the watcher uses (structural, for tests). */
+export interface IWatchedSession {
+  readonly session: { kernel: { id: string; name: string } | null } | null;
+  readonly specsManager: { specs: { kernelspecs: { [k: string]: any } } | null };
+  readonly statusChanged: { connect(fn: (s: any, status: string) => void): any };
+  readonly connectionStatusChanged: { connect(fn: (s: any, status: string) => void): any };
+  readonly iopubMessage: { connect(fn: (s: any, msg: any) => void): any };
+  readonly isDisposed?: boolean;
+}
+
+export type ShowFn = (d: IDiagnostics, reason: string) => Promise<void> | void;
+
+export class DeadKernelWatcher {
+  constructor(
+    private readonly api: SparkApi,
+    private readonly show: ShowFn,
+    private readonly retry = { attempts: 4, delayMs: 250 }
+  ) {}
+
+  watch(ctx: IWatchedSession): void {
+    let lastStatus = '';
+    ctx.statusChanged.connect((_, status) => {
+      lastStatus = status;
+      if (status === 'autorestarting' || status === 'dead') {
+        void this.trigger(ctx, `kernel ${status}`);
+      } else if (status === 'idle' || status === 'busy') {
+        // The kernel is alive (again): a later death is a new episode.
+        const k = ctx.session?.kernel;
+        if (k) {
+          this._handled.delete(k.id);
+        }
+      }
+    });
+    ctx.connectionStatusChanged.connect((_, status) => {
+      if (status === 'disconnected' && lastStatus === 'dead') {
+        void this.trigger(ctx, 'connection lost');
+      }
+    });
+    ctx.iopubMessage.connect((_, msg) => {
+      if (msg?.header?.msg_type !== 'error') {
+        return;
+      }
+      const c = msg.content || {};
+      if (isSessionFailure(c.ename || '', c.evalue || '', c.traceback || [])) {
+        void this.trigger(ctx, 'SparkSession failed', true);
+      }
+    });
+  }
+
+  /** Diagnose the context's kernel if it is a PySpark kernel; at most once per episode. */
+  async trigger(ctx: IWatchedSession, reason: string, force = false): Promise<IDiagnostics | null> {
+    const kernel = ctx.session?.kernel;
+    if (!kernel) {
+      return null;
+    }
+    const spec = ctx.specsManager.specs?.kernelspecs?.[kernel.name];
+    if (!isPySparkKernel(kernel.name, spec)) {
+      return null;
+    }
+    if (this._handled.has(kernel.id) && !force) {
+      return null;
+    }
+    this._handled.add(kernel.id);
+    let diag: IDiagnostics | null = null;
+    for (let i = 0; i < this.retry.attempts; i++) {
+      try {
+        diag = await this.api.diagnostics(kernel.id);
+        break;
+      } catch (e) {
+        // The log may not be flushed yet (404): try again shortly.
+        await new Promise(r => setTimeout(r, this.retry.delayMs));
+      }
+    }
+    if (!diag) {
+      diag = {
+        kernel_id: kernel.id,
+        kernel_name: kernel.name,
+        category: 'unknown',
+        explanation: 'The kernel died and the server extension gave no diagnosis for it.',
+        fix: 'Run `jupyter-spark-openstack doctor` in a terminal and read the kernel log.',
+        evidence: []
+      };
+    }
+    await this.show(diag, reason);
+    return diag;
+  }
+
+  private _handled = new Set<string>();
+}
