@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 
 from ..core.localcluster import LocalCluster, default_run_dir
-from ..core.models import parse_memory, parse_positive_int
+from ..core.errors import ValidationError
+from ..core.models import parse_conf, parse_memory, parse_positive_int
+from ..core.spark.connect import parse_connect_conf, parse_connect_host
 
 
 def register(sub) -> None:
@@ -27,6 +29,13 @@ def register(sub) -> None:
     s.add_argument("--worker-memory", default="1g", help="memory each worker offers, Spark form (default 1g)")
     s.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     s.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for registration")
+    s.add_argument("--connect", action="store_true",
+                   help="also start a Spark Connect server on 127.0.0.1 (a free port), token in "
+                        "RUN_DIR/connect.token (0600); prints its sc://localhost:PORT URL")
+    s.add_argument("--connect-driver-memory", default=None, metavar="MEM",
+                   help="driver memory of the Connect server, Spark form (default 1g)")
+    s.add_argument("--connect-conf", action="append", default=[], metavar="spark.key=value",
+                   help="extra Spark property for the Connect server (repeatable)")
     s.set_defaults(func=_start)
 
     st = csub.add_parser("status", help="show the cluster's master and workers")
@@ -43,9 +52,23 @@ def _start(args) -> int:
     workers = parse_positive_int("--workers", args.workers, maximum=64)
     cores = parse_positive_int("--worker-cores", args.worker_cores, maximum=256)
     memory = parse_memory("--worker-memory", args.worker_memory)
+    connect_options = None
+    if args.connect:
+        connect_options = {"driver_memory": parse_memory("--connect-driver-memory", args.connect_driver_memory)
+                           if args.connect_driver_memory else None,
+                           "conf": parse_conf("--connect-conf", args.connect_conf)}
+        parse_connect_conf("--connect-conf", connect_options["conf"])
+        parse_connect_host("--host", args.host)
+    elif args.connect_driver_memory or args.connect_conf:
+        raise ValidationError("--connect-driver-memory/--connect-conf", "given without --connect",
+                              "these options together with --connect")
     cluster = LocalCluster(args.run_dir)
-    state = cluster.start(workers, cores, memory, host=args.host, timeout=args.timeout)
+    state = cluster.start(workers, cores, memory, host=args.host, timeout=args.timeout,
+                          connect=args.connect, connect_options=connect_options)
     print(state["master_url"])
+    if state.get("connect"):
+        print(state["connect"]["url"])
+        print(f"token file: {state['connect']['token_file']}")
     return 0
 
 
@@ -58,6 +81,10 @@ def _status(args) -> int:
         print(f"no cluster running (run dir {status['run_dir']})")
         return 1
     print(f"master   {status['master_url']}  (UI {status['webui_url']})")
+    if status.get("connect"):
+        c = status["connect"]
+        print(f"connect  {c['url']}  ({'running' if c['running'] else 'NOT running'}, pid {c['pid']}, "
+              f"token file {c['token_file']})")
     for w in status["workers"]:
         print(f"worker   {w['id']:45s} {w['state']:6s} {w['cores_used']}/{w['cores']} cores  "
               f"{w['memory_used_mb']}/{w['memory_mb']} MB")

@@ -1,7 +1,8 @@
 """A Spark standalone cluster made of local processes: one master and N workers.
 
 This is the library behind ``jupyter-spark-openstack cluster start|status|stop`` and the
-``local`` provisioner. Its state lives in a run directory (``state.json`` + logs), so a later
+``local`` provisioner. Optionally it also runs a Spark Connect server (one driver shared by
+Connect kernels) against the master, see :meth:`LocalCluster.start_connect`. Its state lives in a run directory (``state.json`` + logs), so a later
 process (``cluster stop``, a restarted hub) can find and stop what an earlier one started.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from .errors import ClusterError
 from .models import parse_memory, parse_positive_int
+from .spark import connect as spark_connect
 from .spark import daemons
 from .spark.master_client import fetch_master_state, wait_for_master, wait_for_workers
 from .spark.ports import free_ports, master_url, webui_url
@@ -115,18 +117,28 @@ class LocalCluster:
         return False
 
     def start(self, workers: int = 2, worker_cores: int = 1, worker_memory: str = "1g", *,
-              host: str = "127.0.0.1", secret: str | None = None, timeout: float = 120.0) -> dict:
-        """Start a master and ``workers`` workers; return once all are ALIVE on the master."""
+              host: str = "127.0.0.1", secret: str | None = None, timeout: float = 120.0,
+              connect: bool = False, connect_options: dict | None = None) -> dict:
+        """Start a master and ``workers`` workers; return once all are ALIVE on the master.
+
+        ``connect=True`` also starts a Spark Connect server (in parallel with the workers;
+        ``connect_options`` go to :meth:`start_connect`) and returns once it answers too."""
         workers = parse_positive_int("workers", workers, maximum=64)
         worker_cores = parse_positive_int("worker_cores", worker_cores, maximum=256)
         worker_memory = parse_memory("worker_memory", worker_memory)
+        if connect:  # refuse bad Connect options before any process starts
+            spark_connect.parse_connect_options(connect_options or {})
         state = self.start_master(host=host, secret=secret, timeout=timeout)
         try:
             for _ in range(workers):
                 self.add_worker(cores=worker_cores, memory=worker_memory, secret=secret)
+            if connect:
+                self.start_connect(secret=secret, wait=False, **(connect_options or {}))
             state = self.load_state()
             wait_for_workers(state["webui_url"], workers, timeout,
                              is_alive=lambda: all(daemons.is_running(r) for r in state["workers"]))
+            if connect:
+                self.wait_connect(timeout)
         except BaseException as e:
             tails = "\n".join(log_tail(r["log"]) for r in (self.load_state() or {}).get("workers", []))
             self.stop()
@@ -135,17 +147,84 @@ class LocalCluster:
             raise
         return self.load_state()
 
+    # ---- Spark Connect -----------------------------------------------------------------
+    @property
+    def connect_token_file(self) -> Path:
+        return self.run_dir / "connect.token"
+
+    def start_connect(self, *, token: str | None = None, secret: str | None = None,
+                      driver_memory: object = None, conf=None, python: str | None = None,
+                      port: int | None = None, wait: bool = True, timeout: float = 120.0) -> dict:
+        """Start a Spark Connect server against this cluster's master, bound to loopback.
+
+        Its token (``token`` or a fresh one) is written to :attr:`connect_token_file` (0600),
+        never to ``state.json``; ``secret`` is the cluster's ``spark.authenticate`` secret.
+        With ``wait`` it returns once the server answers an authenticated RPC; a server that
+        fails to start is stopped and forgotten. Returns the server's record."""
+        state = self.load_state()
+        if not state or not daemons.is_running(state["master"]):
+            raise ClusterError(f"no cluster running in {self.run_dir}: start it first")
+        if spark_connect.is_running(state.get("connect")):
+            raise ClusterError(f"a Spark Connect server is already running for {self.run_dir} "
+                               f"on {state['connect']['url']}")
+        opts = spark_connect.parse_connect_options(
+            {"driver_memory": driver_memory, "conf": conf, "port": port})
+        token = token or spark_connect.generate_token()
+        rec = spark_connect.start_connect_server(
+            self.run_dir, master_url=state["master_url"], token=token, host=state["host"],
+            secret=secret, python=python, **opts)
+        rec["token_file"] = spark_connect.write_token_file(self.connect_token_file, token)
+        state = self.load_state() or state
+        state["connect"] = rec
+        self._save_state(state)
+        if wait:
+            self.wait_connect(timeout)
+        return rec
+
+    def wait_connect(self, timeout: float = 120.0) -> dict:
+        """Wait for the recorded Connect server to answer; stop and forget it if it cannot."""
+        state = self.load_state() or {}
+        rec = state.get("connect")
+        if not rec:
+            raise ClusterError(f"no Spark Connect server recorded in {self.run_dir}")
+        try:
+            token = spark_connect.read_token_file(rec["token_file"])
+            rec["spark_version"] = spark_connect.wait_connect_ready(rec, token, timeout)
+        except BaseException:
+            self.stop_connect()
+            raise
+        state["connect"] = rec
+        self._save_state(state)
+        return rec
+
+    def stop_connect(self) -> int | None:
+        """Stop the Connect server if one is recorded; returns its pid. Idempotent."""
+        state = self.load_state()
+        rec = (state or {}).get("connect")
+        if not rec:
+            return None
+        spark_connect.stop_connect_server(rec)
+        Path(rec.get("token_file") or self.connect_token_file).unlink(missing_ok=True)
+        state = self.load_state() or state
+        state.pop("connect", None)
+        self._save_state(state)
+        return rec["pid"]
+
     def status(self) -> dict:
         """``{"running", "master_url", "webui_url", "workers": [...], "apps": [...]}``."""
         state = self.load_state()
         if not state:
             return {"running": False, "master_url": None, "webui_url": None, "workers": [],
-                    "run_dir": str(self.run_dir)}
+                    "connect": None, "run_dir": str(self.run_dir)}
         running = daemons.is_running(state["master"])
         ms = fetch_master_state(state["webui_url"], timeout=3.0) if running else None
+        crec = state.get("connect")
         return {
             "running": running,
             "master_url": state["master_url"],
+            "connect": ({"url": crec["url"], "port": crec["port"], "pid": crec["pid"],
+                         "running": spark_connect.is_running(crec), "log": crec["log"],
+                         "token_file": crec.get("token_file")} if crec else None),
             "webui_url": state["webui_url"],
             "run_dir": str(self.run_dir),
             "reachable": bool(ms and ms.reachable),
@@ -163,7 +242,7 @@ class LocalCluster:
             "processes": [
                 {"role": r["role"], "name": r.get("name", "master"), "pid": r["pid"],
                  "running": daemons.is_running(r), "log": r["log"]}
-                for r in [state["master"], *state["workers"]]
+                for r in [state["master"], *state["workers"], *([crec] if crec else [])]
             ],
         }
 
@@ -174,6 +253,11 @@ class LocalCluster:
             return []
         pids = []
         errors = []
+        if state.get("connect"):
+            try:
+                pids.append(self.stop_connect())
+            except ClusterError as e:
+                errors.append(str(e))
         for rec in [*state.get("workers", []), state["master"]]:
             try:
                 daemons.stop_daemon(rec)

@@ -136,6 +136,28 @@ def parse_connect_conf(field_name: str, conf) -> dict[str, str]:
     return out
 
 
+CONNECT_OPTIONS = ("driver_memory", "conf", "port", "python", "token")
+
+
+def parse_connect_options(options: dict) -> dict:
+    """Validate options for a Connect server (``LocalCluster.start_connect``'s keywords):
+    returns ``{"driver_memory", "conf", "port"}`` normalised; unknown keys are refused."""
+    for key in options:
+        if key not in CONNECT_OPTIONS:
+            raise ValidationError("connect option", key, "one of " + ", ".join(CONNECT_OPTIONS))
+    port = options.get("port")
+    python = options.get("python")
+    if python is not None and not os.access(str(python), os.X_OK):
+        raise ValidationError("connect python", python,
+                              "an executable Python interpreter with pyspark and pyarrow")
+    return {
+        "driver_memory": parse_memory("connect driver memory",
+                                      options.get("driver_memory") or DEFAULT_DRIVER_MEMORY),
+        "conf": parse_connect_conf("connect conf", options.get("conf") or {}),
+        "port": parse_positive_int("connect port", port, minimum=1024, maximum=65535) if port else None,
+    }
+
+
 def client_url(port: int) -> str:
     """``sc://localhost:PORT``: ``localhost`` literally, see the module docstring."""
     return connect_url(CLIENT_HOST, port)
@@ -188,6 +210,7 @@ def start_connect_server(run_dir: str | os.PathLike, *, master_url: str, token: 
     run_dir.mkdir(parents=True, exist_ok=True)
     conf_dir = run_dir / "conf"
     conf_dir.mkdir(parents=True, exist_ok=True)
+    extra.setdefault("spark.sql.warehouse.dir", str(run_dir / "spark-warehouse"))
     props_file = daemons.write_properties(
         run_dir / f"{name}.properties",
         connect_properties(master_url=master_url, port=port, token=token, host=host,
