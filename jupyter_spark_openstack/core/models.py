@@ -126,6 +126,29 @@ def parse_conf(field_name: str, items: Iterable[str] | Mapping[str, object]) -> 
     return out
 
 
+_WEBUI_RE = re.compile(r"^https?://([^/?#\s]+)(/[A-Za-z0-9._~+,=:@%/-]*)?$")
+
+
+def parse_webui_url(field_name: str, value: object) -> str:
+    """A Spark web UI address: ``http(s)://host:port[/path]`` (no query, no spaces)."""
+    text = str(value).strip() if value is not None else ""
+    m = _WEBUI_RE.match(text)
+    if not m or not _valid_hostport(m.group(1)):
+        raise ValidationError(field_name, value, "an http:// or https:// URL with host and port, e.g. http://127.0.0.1:8080")
+    return text.rstrip("/")
+
+
+def parse_readable_file(field_name: str, value: object) -> str:
+    """An existing, readable regular file; returned as an absolute path."""
+    import os  # noqa: PLC0415
+
+    text = str(value) if value is not None else ""
+    path = os.path.abspath(os.path.expanduser(text)) if text else ""
+    if not path or not os.path.isfile(path) or not os.access(path, os.R_OK):
+        raise ValidationError(field_name, value, "the path of an existing, readable file")
+    return path
+
+
 def parse_kernel_name(field_name: str, value: object) -> str:
     text = str(value) if value is not None else ""
     if not text or not _KERNEL_NAME_RE.match(text):
@@ -149,6 +172,7 @@ class KernelSettings:
     secret_file: str | None = None
     connect_token_file: str | None = None
     cluster_name: str | None = None
+    webui_url: str | None = None
 
     @classmethod
     def parse(cls, *, master: object = None, name: object = "pyspark",
@@ -157,6 +181,7 @@ class KernelSettings:
               driver_memory: object = None, conf: Iterable[str] | Mapping[str, object] = (),
               connect_url: object = None, secret_file: object = None,
               connect_token_file: object = None, cluster_name: object = None,
+              webui_url: object = None,
               field_names: Mapping[str, str] | None = None) -> KernelSettings:
         """Validate raw values; ``field_names`` maps model fields to the names a person typed
         (e.g. ``{"executor_memory": "--executor-memory"}``) so errors speak their language."""
@@ -195,6 +220,7 @@ class KernelSettings:
             secret_file=str(secret_file) if secret_file else None,
             connect_token_file=str(connect_token_file) if connect_token_file else None,
             cluster_name=str(cluster_name) if cluster_name else None,
+            webui_url=parse_webui_url(f("webui_url"), webui_url) if webui_url is not None else None,
         )
 
     @property
