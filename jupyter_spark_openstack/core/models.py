@@ -239,3 +239,80 @@ class KernelSettings:
         if self.driver_memory:
             conf["spark.driver.memory"] = self.driver_memory
         return conf
+
+
+# ---- values of the OpenStack provisioner's config (admin-given) ----------------------------
+_OS_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+\- ]{0,254}$")
+_SAFE_TOKEN_RE = re.compile(r"^[A-Za-z0-9_.:+/=@-]{1,512}$")
+_URL_RE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~+,=:@%?/-]*)?$")
+_SHA512_RE = re.compile(r"^[0-9a-f]{128}$")
+_ABS_PATH_RE = re.compile(r"^/(?:[A-Za-z0-9._+-]+/?)*$")
+
+
+def parse_os_name(field_name: str, value: object) -> str:
+    """An OpenStack resource name or id (flavor, image, network, keypair, group, zone)."""
+    text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
+    if not _OS_NAME_RE.fullmatch(text) or text != text.strip():
+        raise ValidationError(field_name, value, "a name or id: letters, digits and _ . : @ + - "
+                                                 "(spaces inside), at most 255 characters")
+    return text
+
+
+def parse_safe_token(field_name: str, value: object) -> str:
+    """A single-line value safe in a systemd EnvironmentFile without quoting (secrets, ids)."""
+    text = str(value) if isinstance(value, str) else ""
+    if not _SAFE_TOKEN_RE.fullmatch(text):
+        raise ValidationError(field_name, "<hidden>" if "secret" in field_name else value,
+                              "1-512 characters from letters, digits and _ . : + / = @ -")
+    return text
+
+
+def parse_http_url(field_name: str, value: object) -> str:
+    text = str(value).strip() if isinstance(value, str) else ""
+    if not _URL_RE.fullmatch(text):
+        raise ValidationError(field_name, value, "an http:// or https:// URL of letters, digits and . _ ~ + , = : @ % ? / - (no spaces, quotes, & or ;)")
+    return text
+
+
+def parse_sha512(field_name: str, value: object) -> str:
+    text = str(value).strip().lower() if isinstance(value, str) else ""
+    if not _SHA512_RE.fullmatch(text):
+        raise ValidationError(field_name, value, "a sha512 digest: 128 hexadecimal characters")
+    return text
+
+
+def parse_abs_path(field_name: str, value: object) -> str:
+    text = str(value) if isinstance(value, str) else ""
+    if not _ABS_PATH_RE.fullmatch(text) or "/../" in text + "/" or "/./" in text + "/":
+        raise ValidationError(field_name, value, "an absolute path of letters, digits and . _ + - "
+                                                 "(no spaces, no '..')")
+    return text.rstrip("/") or "/"
+
+
+def parse_cidr(field_name: str, value: object) -> str:
+    import ipaddress  # noqa: PLC0415
+
+    try:
+        return str(ipaddress.ip_network(str(value), strict=False))
+    except ValueError:
+        raise ValidationError(field_name, value, "an IP network in CIDR form, e.g. 10.0.0.0/24") from None
+
+
+def parse_choice(field_name: str, value: object, choices: Iterable[str]) -> str:
+    choices = list(choices)
+    if not isinstance(value, str) or value not in choices:
+        raise ValidationError(field_name, value, "one of: " + ", ".join(choices))
+    return value
+
+
+def parse_positive_float(field_name: str, value: object, *, maximum: float | None = None) -> float:
+    allowed = "a number greater than 0" + (f" and at most {maximum}" if maximum is not None else "")
+    if isinstance(value, bool):
+        raise ValidationError(field_name, value, allowed)
+    try:
+        f = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValidationError(field_name, value, allowed) from None
+    if not f > 0 or (maximum is not None and f > maximum) or f != f:
+        raise ValidationError(field_name, value, allowed)
+    return f
