@@ -93,4 +93,5 @@ class BuildPyWithLabextension(build_py):
         super().run()
 
 
-setup(cmdclass={"build_py": BuildPyWithLabextension})
+if __name__ == "__main__":  # importable by tests for labextension_is_stale()
+    setup(cmdclass={"build_py": BuildPyWithLabextension})
