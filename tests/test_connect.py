@@ -1,0 +1,305 @@
+"""Spark Connect: a per-user Connect server on a real local cluster, kernels as thin clients.
+
+One Connect server for the whole module (its own LocalCluster: master + 1 worker + the Connect
+server), started through ``LocalCluster.start(connect=True)``; the last test stops it and
+checks that its process is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from jupyter_spark_openstack.core.errors import ValidationError
+from jupyter_spark_openstack.core.spark import connect as cc
+from jupyter_spark_openstack.core.spark.ports import free_port, port_open
+from jupyter_spark_openstack.kernel import connect as kc
+
+CLI = [sys.executable, "-m", "jupyter_spark_openstack.cli"]
+
+
+# ---- no JVM ------------------------------------------------------------------------------
+def test_token_file_is_private_and_checked(tmp_path):
+    tok = cc.generate_token()
+    path = Path(cc.write_token_file(tmp_path / "t" / "connect.token", tok))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert cc.read_token_file(path) == tok
+    os.chmod(path, 0o644)
+    with pytest.raises(cc.ConnectAuthError, match="readable by others"):
+        cc.read_token_file(path)
+    with pytest.raises(cc.ConnectAuthError, match="cannot read"):
+        cc.read_token_file(tmp_path / "missing")
+    a, b = cc.derive_token("secret-a"), cc.derive_token("secret-b")
+    assert a == cc.derive_token("secret-a") and a != b and "secret-a" not in a
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"host": "0.0.0.0"}, "connect host"),
+    ({"host": "10.1.2.3"}, "connect host"),
+    ({"driver_memory": "lots"}, "connect driver memory"),
+    ({"conf": {"spark.connect.authenticate.token": "x"}}, "connect conf"),
+    ({"conf": {"spark.connect.grpc.binding.address": "0.0.0.0"}}, "connect conf"),
+    ({"conf": {"notspark.key": "1"}}, "connect conf"),
+    ({"master_url": "http://x:1"}, "master_url"),
+    ({"port": 70000}, "connect port"),
+])
+def test_bad_server_options_refused_and_nothing_written(tmp_path, kwargs, field):
+    args = {"master_url": "spark://127.0.0.1:7077", "token": "t0ken"} | kwargs
+    run_dir = tmp_path / "run"
+    with pytest.raises(ValidationError) as ei:
+        cc.start_connect_server(run_dir, **args)
+    assert ei.value.field == field
+    assert field in str(ei.value) and "expected" in str(ei.value)
+    assert not run_dir.exists()
+
+
+def test_kernel_resolves_localhost_and_refuses_remote_hosts(tmp_path):
+    tf = cc.write_token_file(tmp_path / "tok", "abc")
+    env = {kc.URL_ENV: "sc://127.0.0.1:15002", kc.TOKEN_FILE_ENV: tf}
+    # PySpark switches to TLS for any host but the literal "localhost" when a token is set
+    assert kc.resolve(env) == ("sc://localhost:15002", "abc")
+    with pytest.raises(cc.ConnectError, match="needs TLS"):
+        kc.resolve({kc.URL_ENV: "sc://spark.example.org:15002", kc.TOKEN_FILE_ENV: tf})
+    with pytest.raises(ValidationError, match=kc.URL_ENV):
+        kc.resolve({kc.URL_ENV: "sc://localhost:15002/;token=abc"})
+    assert kc.resolve({kc.URL_ENV: "sc://localhost:1", kc.TOKEN_ENV: "envtok"})[1] == "envtok"
+
+
+def test_unreachable_server_fails_fast():
+    port = free_port()
+    t0 = time.monotonic()
+    with pytest.raises(cc.ConnectUnreachableError, match="no Spark Connect server listens"):
+        kc.create_session({kc.URL_ENV: f"sc://localhost:{port}", kc.TOKEN_ENV: "x"})
+    assert time.monotonic() - t0 < 10
+    assert cc.check_connect(f"sc://localhost:{port}", "x")["category"] == "connect-unreachable"
+
+
+def test_sc_placeholder_explains():
+    sc = kc.SparkContextUnavailable()
+    with pytest.raises(kc.SparkConnectUnsupportedError, match="classic, RDD API"):
+        sc.parallelize([1])
+    assert not hasattr(sc, "textFile")
+    assert "Spark Connect kernel" in repr(sc)
+
+
+def test_cli_connect_options_bad_input_exit_2(tmp_path):
+    run_dir = tmp_path / "run"
+    for extra, name in [(["--connect", "--connect-driver-memory", "12x"], "--connect-driver-memory"),
+                        (["--connect", "--connect-conf", "spark.connect.authenticate.token=x"], "--connect-conf"),
+                        (["--connect", "--host", "0.0.0.0"], "--host"),
+                        (["--connect-driver-memory", "1g"], "--connect")]:
+        res = subprocess.run([*CLI, "cluster", "start", "--run-dir", str(run_dir), *extra],
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == 2, res.stderr
+        assert name in res.stderr
+        assert not run_dir.exists()
+
+
+def test_executor_python_check():
+    info = cc.check_executor_python(sys.executable)
+    assert info["ok"], info["message"]
+    assert info["python_version"] == "%d.%d" % sys.version_info[:2]
+    bad = cc.check_executor_python("/bin/false")
+    assert not bad["ok"]
+
+
+# ---- a real Connect server ---------------------------------------------------------------
+@pytest.fixture(scope="module")
+def connect_cluster(tmp_path_factory):
+    from jupyter_spark_openstack.core.localcluster import LocalCluster
+
+    cluster = LocalCluster(tmp_path_factory.mktemp("connect-cluster"))
+    state = cluster.start(workers=1, worker_cores=2, worker_memory="1g", connect=True,
+                          connect_options={"driver_memory": "512m",
+                                           "conf": {"spark.executor.memory": "512m"}})
+    try:
+        yield cluster, state
+    finally:
+        cluster.stop()
+
+
+def _install_spec(prefix: Path, name: str, url: str, token_file: str | None) -> None:
+    """Install a Connect kernelspec with the installer (``kernel install --connect``); while
+    the installer is not in the tree, write the same kernel.json it writes."""
+    pkg = Path(kc.__file__).parent.parent
+    d = prefix / "share" / "jupyter" / "kernels" / name
+    if (pkg / "cli" / "kernel.py").exists():
+        cmd = [*CLI, "kernel", "install", "--connect", url, "--name", name,
+               "--prefix", str(prefix)]
+        if token_file:
+            cmd += ["--connect-token-file", token_file]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+        spec = json.loads((d / "kernel.json").read_text())
+        assert spec["env"][kc.URL_ENV] == url
+        if token_file:
+            assert spec["env"][kc.TOKEN_FILE_ENV] == token_file
+            assert cc.read_token_file(token_file) not in (d / "kernel.json").read_text()
+        if not (pkg / "kernel" / "__main__.py").exists():
+            # the main kernel module is not in the tree yet: run the stand-alone Connect kernel
+            spec["argv"] = [sys.executable, "-m", "jupyter_spark_openstack.kernel.connect",
+                            "-f", "{connection_file}"]
+            (d / "kernel.json").write_text(json.dumps(spec))
+        return
+    d.mkdir(parents=True)
+    env = {kc.URL_ENV: url}
+    if token_file:
+        env[kc.TOKEN_FILE_ENV] = token_file
+    (d / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "jupyter_spark_openstack.kernel.connect", "-f", "{connection_file}"],
+        "display_name": "PySpark", "language": "python", "env": env}))
+
+
+class Kernel:
+    def __init__(self, prefix: Path, name: str):
+        from jupyter_client.kernelspec import KernelSpecManager
+        from jupyter_client.manager import KernelManager
+
+        ksm = KernelSpecManager(kernel_dirs=[str(prefix / "share" / "jupyter" / "kernels")])
+        self.km = KernelManager(kernel_name=name, kernel_spec_manager=ksm)
+        env = {k: v for k, v in os.environ.items() if k != cc.TOKEN_ENV}
+        self.km.start_kernel(env=env)
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        self.kc.wait_for_ready(timeout=60)
+
+    def run(self, code: str, timeout: float = 60) -> dict:
+        outputs = []
+        reply = self.kc.execute_interactive(code, timeout=timeout, store_history=False,
+                                            output_hook=lambda m: outputs.append(m))
+        result = {"status": reply["content"]["status"], "text": "", "error": ""}
+        for m in outputs:
+            c = m["content"]
+            if m["msg_type"] == "execute_result":
+                result["text"] += c["data"].get("text/plain", "")
+            elif m["msg_type"] == "stream":
+                result["text"] += c["text"]
+            elif m["msg_type"] == "error":
+                result["error"] += f"{c['ename']}: {c['evalue']}"
+        return result
+
+    @property
+    def pid(self) -> int:
+        return self.km.provisioner.process.pid
+
+    def stop(self):
+        if self.km.has_kernel:
+            self.kc.stop_channels()
+            self.km.shutdown_kernel(now=True)
+
+
+@pytest.fixture(scope="module")
+def specs(connect_cluster, tmp_path_factory):
+    cluster, state = connect_cluster
+    prefix = tmp_path_factory.mktemp("kernels")
+    url = state["connect"]["url"]
+    other = cc.write_token_file(prefix / "user-b.token", cc.derive_token("user-b-secret"))
+    _install_spec(prefix, "connect-a", url, state["connect"]["token_file"])
+    _install_spec(prefix, "connect-b", url, other)
+    _install_spec(prefix, "connect-none", url, None)
+    return prefix
+
+
+@pytest.fixture(scope="module")
+def kernel_a(specs):
+    k = Kernel(specs, "connect-a")
+    try:
+        yield k
+    finally:
+        k.stop()
+
+
+@pytest.mark.spark
+def test_token_never_on_a_command_line_or_in_state(connect_cluster):
+    cluster, state = connect_cluster
+    token = cc.read_token_file(state["connect"]["token_file"])
+    assert cc.is_running(state["connect"])
+    for p in psutil.process_iter(["cmdline"]):
+        assert token not in " ".join(p.info["cmdline"] or [])
+    assert token not in cluster.state_file.read_text()
+    assert token not in Path(state["connect"]["log"]).read_text(errors="replace")
+    props = Path(state["connect"]["properties_file"])
+    assert stat.S_IMODE(props.stat().st_mode) == 0o600
+    assert f"spark.connect.authenticate.token={token}" in props.read_text()
+    assert "spark.connect.grpc.binding.address=127.0.0.1" in props.read_text()
+
+
+@pytest.mark.spark
+def test_connect_kernel_runs_spark_and_a_python_udf(kernel_a):
+    assert kernel_a.run("spark.range(1000).count()")["text"] == "1000"
+    r = kernel_a.run("from pyspark.sql.functions import udf\n"
+                     "import sys\n"
+                     "f = udf(lambda x: x * 2 + 1, 'long')\n"
+                     "print(sorted(r[0] for r in spark.range(5).select(f('id')).collect()))")
+    assert r["status"] == "ok", r["error"]
+    assert r["text"].strip() == "[1, 3, 5, 7, 9]"
+
+
+@pytest.mark.spark
+def test_sc_and_rdd_explain_the_classic_kernel(kernel_a):
+    for code in ("sc.parallelize(range(10)).sum()", "spark.range(3).rdd",
+                 "spark.sparkContext", "from pyspark import SparkContext\nSparkContext.getOrCreate()"):
+        r = kernel_a.run(code)
+        assert r["status"] == "error", code
+        assert r["error"].startswith("SparkConnectUnsupportedError"), (code, r["error"])
+        assert "Spark Connect kernel" in r["error"] and "PySpark (classic, RDD API)" in r["error"]
+
+
+@pytest.mark.spark
+def test_two_kernels_share_one_driver(connect_cluster, specs, kernel_a):
+    from jupyter_spark_openstack.core.spark.master_client import fetch_master_state
+
+    cluster, state = connect_cluster
+    k2 = Kernel(specs, "connect-a")
+    try:
+        assert k2.run("spark.range(10).count()")["text"] == "10"
+        assert kernel_a.run("spark.range(20).count()")["text"] == "20"
+        ms = fetch_master_state(state["webui_url"])
+        assert len(ms.active_apps) == 1, [a.name for a in ms.active_apps]
+        # no JVM in (or under) either kernel
+        for pid in (kernel_a.pid, k2.pid):
+            procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+            assert not [p for p in procs if "java" in p.name()], procs
+    finally:
+        k2.stop()
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("spec, message", [
+    ("connect-b", "refused the token"),
+    ("connect-none", "no token was given"),
+])
+def test_other_or_no_token_refused_without_hang(specs, spec, message):
+    k = Kernel(specs, spec)
+    try:
+        t0 = time.monotonic()
+        r = k.run("spark.range(1000).count()", timeout=45)
+        assert time.monotonic() - t0 < 30
+        assert r["status"] == "error"
+        assert "UNAUTHENTICATED" in r["error"] and message in r["error"], r["error"]
+    finally:
+        k.stop()
+
+
+@pytest.mark.spark
+def test_stop_stops_the_connect_server(connect_cluster, kernel_a):
+    cluster, state = connect_cluster
+    rec = state["connect"]
+    assert cc.check_connect(rec["url"], cc.read_token_file(rec["token_file"]))["ok"]
+    kernel_a.stop()
+    pid = cluster.stop_connect()
+    assert pid == rec["pid"]
+    assert not cc.is_running(rec)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert not port_open("127.0.0.1", rec["port"])
+    assert not Path(rec["token_file"]).exists()
+    assert not Path(rec["properties_file"]).exists()
+    assert cluster.status()["connect"] is None
