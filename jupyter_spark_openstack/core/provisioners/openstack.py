@@ -62,7 +62,8 @@ CONFIG_KEYS = {
     "cloud": "name of a cloud in clouds.yaml (omit to use the OS_* environment variables)",
     "clouds_yaml": "path of a clouds.yaml file (default: openstacksdk's search path)",
     "region_name": "region to use",
-    "flavors": "a mapping of size name -> flavor name or id, e.g. {small: m1.small}",
+    "flavors": "a mapping of size name -> flavor name or id, e.g. {small: m1.small} "
+               "(for sizes that do not name their flavor themselves)",
     "image": "image name or id holding the worker OS (Java + Spark in mode 'preinstalled')",
     "networks": "list of network names or ids for the workers",
     "key_name": "keypair name for ssh access (optional)",
@@ -121,6 +122,21 @@ def classify(exc: BaseException) -> tuple[bool, str]:
     return False, f"{type(exc).__name__}: {exc}"
 
 
+def _epoch(iso: str | None) -> float:
+    """Nova's ``2026-11-25T17:00:00Z`` -> seconds since the epoch (0.0 if unknown)."""
+    if not iso:
+        return 0.0
+    from datetime import datetime, timezone  # noqa: PLC0415
+
+    try:
+        dt = datetime.fromisoformat(str(iso).replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
 def _is_not_found(exc: BaseException) -> bool:
     from openstack import exceptions as osx  # noqa: PLC0415
 
@@ -161,8 +177,8 @@ class OpenStackProvisioner(Provisioner):
         out["cloud"] = parse_os_name("openstack.cloud", c["cloud"]) if c.get("cloud") is not None else None
         out["clouds_yaml"] = parse_abs_path("openstack.clouds_yaml", c["clouds_yaml"]) if c.get("clouds_yaml") else None
         out["region_name"] = parse_os_name("openstack.region_name", c["region_name"]) if c.get("region_name") else None
-        flavors = c.get("flavors")
-        if not isinstance(flavors, dict) or not flavors:
+        flavors = c.get("flavors") or {}
+        if not isinstance(flavors, dict):
             raise ValidationError("openstack.flavors", flavors, CONFIG_KEYS["flavors"])
         out["flavors"] = {parse_os_name("openstack.flavors (size name)", k):
                           parse_os_name(f"openstack.flavors.{k}", v) for k, v in flavors.items()}
@@ -295,8 +311,9 @@ class OpenStackProvisioner(Provisioner):
             return spec.flavor
         if spec.size and spec.size in self.config["flavors"]:
             return self.config["flavors"][spec.size]
-        raise ValidationError("size", spec.size, "one of the sizes with a flavor: " +
-                              ", ".join(self.config["flavors"]))
+        raise ValidationError("size", spec.size, "a size with an OpenStack flavor (set 'flavor' in "
+                              "the size, or openstack.flavors; sizes with one here: " +
+                              (", ".join(self.config["flavors"]) or "none") + ")")
 
     async def _flavor(self, name: str):
         await self._resolve()
@@ -391,7 +408,8 @@ class OpenStackProvisioner(Provisioner):
             id=server.id, name=spec.name if spec else (md.get(MD_WORKER) or server.name),
             provisioner=self.name, owner=spec.owner if spec else md.get(MD_OWNER, ""),
             cluster_id=spec.cluster_id if spec else md.get(MD_CLUSTER, ""),
-            hub_id=spec.hub_id if spec else md.get(MD_HUB, ""), created_at=time.time(),
+            hub_id=spec.hub_id if spec else md.get(MD_HUB, ""),
+            created_at=time.time() if spec else _epoch(getattr(server, "created_at", None)),
             data={"server_name": spec.server_name if spec else md.get(MD_SERVER, ""),
                   "request": md.get(MD_REQUEST) if spec is None else None,
                   "flavor": (server.flavor or {}).get("original_name") if isinstance(server.flavor, dict) else None})

@@ -380,7 +380,7 @@ class Emulator:
 
     def _server_debug(self, vm: VM) -> dict:
         return {"id": vm.id, "name": vm.name, "status": vm.status, "metadata": dict(vm.metadata),
-                "tags": list(vm.tags), "user_data": vm.user_data, "flavor": vm.flavor["original_name"],
+                "tags": list(vm.tags), "user_data": vm.user_data, "flavor": vm.flavor["name"],
                 "deleting": vm.deleting, "worker": dict(vm.worker) if vm.worker else None,
                 "console": list(vm.console), "injected": list(vm.injected),
                 "security_groups": list(vm.security_groups), "key_name": vm.key_name,

@@ -1,0 +1,137 @@
+"""The worker cloud-config: rendered from validated values with PyYAML, read back as cloud-init
+would (the emulator's reader), and refusing what could inject anything."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from jupyter_spark_openstack.core.errors import ValidationError
+from jupyter_spark_openstack.core.provisioners import cloudconfig as cc
+
+SHA = "ab" * 64
+SECRET = "s3cr3t_Token-xyz"
+
+
+def _files(doc):
+    return {f["path"]: f for f in doc["write_files"]}
+
+
+def render(**kw):
+    args = dict(hostname="hub-alice-w1", master_url="spark://10.0.0.5:7077", cores=4,
+                memory="8g", secret=SECRET, install=cc.InstallConfig.parse(
+                    {"mode": "preinstalled", "spark_home": "/opt/spark",
+                     "java_home": "/usr/lib/jvm/java-17"}))
+    args.update(kw)
+    return cc.render_user_data(**args)
+
+
+def test_preinstalled_user_data_has_env_unit_hosts_fix_and_no_credentials():
+    text = render()
+    assert text.startswith("#cloud-config\n")
+    doc = yaml.safe_load(text)
+    files = _files(doc)
+    env = cc.parse_env_file(files[cc.ENV_FILE]["content"])
+    assert env["SPARK_MASTER_URL"] == "spark://10.0.0.5:7077"
+    assert env["SPARK_WORKER_CORES"] == "4" and env["SPARK_WORKER_MEMORY"] == "8g"
+    assert env["_SPARK_AUTH_SECRET"] == SECRET and env["JAVA_HOME"] == "/usr/lib/jvm/java-17"
+    assert files[cc.ENV_FILE]["permissions"] == "0600"
+    assert "spark.authenticate=true" in files[cc.PROPERTIES_FILE]["content"]
+    unit = files[cc.UNIT_FILE]["content"]
+    assert "ExecStart=/opt/spark/bin/spark-class org.apache.spark.deploy.worker.Worker" in unit
+    assert f"EnvironmentFile={cc.ENV_FILE}" in unit and "WantedBy=multi-user.target" in unit
+    assert ["systemctl", "enable", "--now", cc.UNIT_NAME] in doc["runcmd"]
+    assert doc["runcmd"][0] == [cc.HOSTS_SCRIPT] and cc.HOSTS_SCRIPT in files
+    assert doc["hostname"] == "hub-alice-w1" and doc["manage_etc_hosts"] is False
+    assert "/etc/hosts" in files[cc.HOSTS_SCRIPT]["content"]
+    # the secret appears exactly once (env file); no cloud or hub credential anywhere
+    assert text.count(SECRET) == 1
+    low = text.lower()
+    for word in ("password", "os_auth", "auth_url", "jupyterhub_api_token", "x-auth-token",
+                 "application_credential", "api_token"):
+        assert word not in low
+
+
+def test_download_mode_checks_sha512_before_unpacking():
+    text = render(install=cc.InstallConfig.parse(
+        {"mode": "download", "spark_url": "https://archive.apache.org/dist/spark/spark-4.0.0-bin-hadoop3.tgz",
+         "spark_sha512": SHA.upper()}))
+    doc = yaml.safe_load(text)
+    files = _files(doc)
+    inst = cc.parse_env_file(files[cc.INSTALL_ENV_FILE]["content"])
+    assert inst == {"SPARK_URL": "https://archive.apache.org/dist/spark/spark-4.0.0-bin-hadoop3.tgz",
+                    "SPARK_SHA512": SHA}
+    script = files[cc.INSTALL_SCRIPT]["content"]
+    assert script.index("sha512sum -c") < script.index("tar -xzf") < script.index("systemctl enable")
+    assert "set -eu" in script and "http://" not in script
+    assert doc["packages"] == ["openjdk-17-jre-headless", "curl"]
+    assert doc["runcmd"] == [[cc.HOSTS_SCRIPT], [cc.INSTALL_SCRIPT]]
+    boot = cc.read_worker_boot(text)
+    assert boot.install_mode == "download" and boot.spark_sha512 == SHA
+
+
+@pytest.mark.parametrize("install, field", [
+    ({"mode": "download", "spark_url": "https://x.org/spark.tgz"}, "install.spark_sha512"),
+    ({"mode": "download", "spark_sha512": SHA}, "install.spark_url"),
+    ({"mode": "download", "spark_url": "https://x.org/a.tgz;reboot", "spark_sha512": SHA}, "install.spark_url"),
+    ({"mode": "download", "spark_url": "ftp://x.org/a.tgz", "spark_sha512": SHA}, "install.spark_url"),
+    ({"mode": "download", "spark_url": "https://x.org/a.tgz", "spark_sha512": "abc"}, "install.spark_sha512"),
+    ({"mode": "preinstalled", "spark_url": "https://x.org/a.tgz"}, "install.spark_url"),
+    ({"mode": "preinstalled", "spark_home": "opt/spark"}, "install.spark_home"),
+    ({"mode": "preinstalled", "spark_home": "/opt/$(reboot)"}, "install.spark_home"),
+    ({"mode": "magic"}, "install.mode"),
+    ({"mode": "preinstalled", "spark_hom": "/opt"}, "install.spark_hom"),
+])
+def test_install_config_errors_name_the_field(install, field):
+    with pytest.raises(ValidationError) as ei:
+        cc.InstallConfig.parse(install)
+    assert ei.value.field == field
+    assert "expected" in str(ei.value)
+
+
+@pytest.mark.parametrize("kw, field", [
+    ({"hostname": "bad name\nruncmd: [reboot]"}, "hostname"),
+    ({"hostname": "x_y"}, "hostname"),
+    ({"master_url": "spark://h:7077\n- reboot"}, "master_url"),
+    ({"cores": 0}, "cores"),
+    ({"memory": "8 g"}, "memory"),
+    ({"secret": "a'b"}, "secret"),
+])
+def test_values_that_could_inject_are_refused(kw, field):
+    with pytest.raises(ValidationError) as ei:
+        render(**kw)
+    assert ei.value.field == field
+    if field == "secret":
+        assert "a'b" not in str(ei.value)  # secrets are never echoed
+
+
+def test_read_worker_boot_round_trip():
+    boot = cc.read_worker_boot(render())
+    assert (boot.hostname, boot.master_url, boot.cores, boot.memory, boot.secret) == \
+        ("hub-alice-w1", "spark://10.0.0.5:7077", 4, "8g", SECRET)
+    assert SECRET not in repr(boot)
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("#!/bin/sh\nrm -rf /\n", "Unhandled non-multipart"),
+    ("#cloud-config\nwrite_files: [unclosed\n", "Failed loading yaml blob"),
+    ("#cloud-config\nhostname: a\n", "write_files"),
+    ("#cloud-config\nwrite_files: []\n", "no /etc/spark-openstack/worker.env"),
+])
+def test_read_worker_boot_errors_read_like_cloud_init(text, needle):
+    with pytest.raises(cc.CloudConfigError) as ei:
+        cc.read_worker_boot(text)
+    assert needle in str(ei.value)
+
+
+def test_read_worker_boot_requires_the_unit_started_and_valid_env():
+    doc = yaml.safe_load(render())
+    doc["runcmd"] = [[cc.HOSTS_SCRIPT]]
+    with pytest.raises(cc.CloudConfigError, match="does not enable"):
+        cc.read_worker_boot("#cloud-config\n" + yaml.safe_dump(doc))
+    doc = yaml.safe_load(render())
+    for f in doc["write_files"]:
+        if f["path"] == cc.ENV_FILE:
+            f["content"] = f["content"].replace("SPARK_WORKER_CORES=4", "SPARK_WORKER_CORES=many")
+    with pytest.raises(cc.CloudConfigError, match="SPARK_WORKER_CORES"):
+        cc.read_worker_boot("#cloud-config\n" + yaml.safe_dump(doc))
