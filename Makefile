@@ -26,6 +26,8 @@ $(PY):
 # are linked into the venv the way `pip install .` would place them.
 $(STAMP): $(PY) setup.cfg pyproject.toml
 	$(PIP) install -e ".[test]"
+	@# (jupyter_server only enables an extension its config already lists: place the config file)
+	mkdir -p $(VENV)/etc/jupyter/jupyter_server_config.d && cp jupyter-config/jupyter_server_config.d/jupyter_spark_openstack.json $(VENV)/etc/jupyter/jupyter_server_config.d/
 	$(VENV)/bin/jupyter server extension enable --sys-prefix jupyter_spark_openstack >/dev/null
 	@# editable installs place no data files: link the built lab extension where JupyterLab looks
 	mkdir -p $(VENV)/share/jupyter/labextensions && rm -rf $(VENV)/share/jupyter/labextensions/jupyter-spark-openstack && ln -s "$(CURDIR)/jupyter_spark_openstack/labextension" $(VENV)/share/jupyter/labextensions/jupyter-spark-openstack
