@@ -175,13 +175,13 @@ class Kernel:
         outputs = []
         reply = self.kc.execute_interactive(code, timeout=timeout, store_history=False,
                                             output_hook=lambda m: outputs.append(m))
-        result = {"status": reply["content"]["status"], "text": "", "error": ""}
+        result = {"status": reply["content"]["status"], "text": "", "stdout": "", "error": ""}
         for m in outputs:
             c = m["content"]
             if m["msg_type"] == "execute_result":
                 result["text"] += c["data"].get("text/plain", "")
-            elif m["msg_type"] == "stream":
-                result["text"] += c["text"]
+            elif m["msg_type"] == "stream" and c["name"] == "stdout":
+                result["stdout"] += c["text"]
             elif m["msg_type"] == "error":
                 result["error"] += f"{c['ename']}: {c['evalue']}"
         return result
@@ -240,7 +240,7 @@ def test_connect_kernel_runs_spark_and_a_python_udf(kernel_a):
                      "f = udf(lambda x: x * 2 + 1, 'long')\n"
                      "print(sorted(r[0] for r in spark.range(5).select(f('id')).collect()))")
     assert r["status"] == "ok", r["error"]
-    assert r["text"].strip() == "[1, 3, 5, 7, 9]"
+    assert r["stdout"].strip() == "[1, 3, 5, 7, 9]"
 
 
 @pytest.mark.spark

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Mapping
 
 from ..core.models import parse_connect_url
@@ -135,18 +136,29 @@ def create_session(env: Mapping[str, str] | None = None, app_name: str | None = 
     spark = _with_deadline(lambda: SparkSession.builder.channelBuilder(builder).getOrCreate(),
                            timeout, url)
     _with_deadline(lambda: spark.version, timeout, url)   # first RPC of this client, bounded
-    if app_name:
-        try:
-            spark.addTag(_tag(app_name))
-        except Exception:  # noqa: BLE001 - a tag is a nicety, never a failure
-            pass
-    install_explanations()
-    _say(log, f"Spark Connect: session ready on {url}")
+    if not install_explanations():
+        _install_explanations_later()
+    _say(log, f"Spark Connect: session {app_name or ''} ready on {url}")
     return spark, SparkContextUnavailable()
 
 
-def _tag(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:100] or "kernel"
+def _install_explanations_later(timeout: float = 120.0) -> None:
+    """The kernel runs this factory while ipykernel is still building its shell: install the
+    explanations as soon as the shell exists."""
+
+    def wait():
+        try:
+            from IPython.core.interactiveshell import InteractiveShell  # noqa: PLC0415
+        except ImportError:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if InteractiveShell.initialized():
+                install_explanations(InteractiveShell.instance())
+                return
+            time.sleep(0.05)
+
+    threading.Thread(target=wait, name="spark-connect-explanations", daemon=True).start()
 
 
 def _with_deadline(fn, timeout: float, url: str):
