@@ -1,0 +1,300 @@
+"""The classic session factory: a Spark driver JVM inside the kernel, on a standalone master.
+
+Checks come first so failures are quick and clear (Java present, master port open), then the
+JVM is launched with every Spark property in a private properties file (never on a command
+line: it may hold ``spark.authenticate.secret``). The JVM's output goes to the kernel log,
+not into notebook cells; a watchdog kills the JVM if the session is not up within
+``SPARK_OPENSTACK_START_TIMEOUT`` seconds (Spark itself would keep retrying a dead master).
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import json
+import logging
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+
+from ..core.kernelspec import ENV_CONF, ENV_MASTER_URL, ENV_SECRET_FILE
+from ..core.spark.daemons import write_properties
+from ..core.spark.home import check_java
+from ..core.spark.ports import port_open
+from .session import SparkStartError, start_timeout
+
+MASTER_WAIT = 5.0            # seconds to wait for a master port that is not open yet
+_LOOPBACK = ("localhost", "127.0.0.1", "::1", "[::1]", "ip6-localhost")
+
+
+def master_hostports(master: str) -> list[tuple[str, int]]:
+    if not master.startswith("spark://"):
+        return []
+    out = []
+    for hp in master[len("spark://"):].split(","):
+        host, _, port = hp.rpartition(":")
+        out.append((host.strip("[]"), int(port)))
+    return out
+
+
+def is_loopback_master(master: str) -> bool:
+    if master.startswith("local"):
+        return True
+    hps = master_hostports(master)
+    return bool(hps) and all(h in _LOOPBACK or h.startswith("127.") for h, _ in hps)
+
+
+def check_master(master: str, wait: float = MASTER_WAIT) -> None:
+    """Raise :class:`SparkStartError` unless some master ``host:port`` accepts TCP."""
+    hps = master_hostports(master)
+    if not hps:
+        return
+    deadline = time.monotonic() + wait
+    while True:
+        if any(port_open(h, p, timeout=1.0) for h, p in hps):
+            return
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.25)
+    where = ", ".join(f"{h}:{p}" for h, p in hps)
+    raise SparkStartError(
+        f"Spark master {master} is not reachable: nothing accepts connections on {where} "
+        f"(waited {wait:.0f} s). Is the cluster running? Try `jupyter-spark-openstack cluster status`.")
+
+
+def session_properties(env: Mapping[str, str], app_name: str) -> dict[str, str]:
+    """All Spark properties of the kernel's driver (may include the auth secret)."""
+    master = env.get(ENV_MASTER_URL) or "local[*]"
+    try:
+        conf = json.loads(env.get(ENV_CONF) or "{}")
+        if not isinstance(conf, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as e:
+        raise SparkStartError(f"{ENV_CONF} is not a JSON object of Spark properties: {e}") from None
+    props = {str(k): str(v) for k, v in conf.items()}
+    props["spark.master"] = master
+    props["spark.app.name"] = app_name
+    props.setdefault("spark.ui.showConsoleProgress", "false")  # progress bars would fill the log
+    host = env.get("SPARK_LOCAL_IP") or ("127.0.0.1" if is_loopback_master(master) else None)
+    if host:
+        props.setdefault("spark.driver.host", host)
+        props.setdefault("spark.driver.bindAddress", host)
+    secret_file = env.get(ENV_SECRET_FILE)
+    if secret_file:
+        try:
+            with open(secret_file, encoding="utf-8") as f:
+                secret = f.read().strip()
+        except OSError as e:
+            raise SparkStartError(f"cannot read the Spark secret file {secret_file}: {e.strerror}") from None
+        if not secret:
+            raise SparkStartError(f"the Spark secret file {secret_file} is empty")
+        props["spark.authenticate"] = "true"
+        props["spark.authenticate.secret"] = secret
+    return props
+
+
+class _JvmOutput:
+    """Reads the JVM's merged stdout/stderr line by line into the kernel log; keeps a tail."""
+
+    def __init__(self, stream, log: logging.Logger, keep: int = 40):
+        self.tail: collections.deque[str] = collections.deque(maxlen=keep)
+        self._log = log
+        self._thread = threading.Thread(target=self._pump, args=(stream,), name="jvm-output",
+                                        daemon=True)
+        self._thread.start()
+
+    def _pump(self, stream) -> None:
+        for raw in iter(stream.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip()
+            if not line:
+                continue
+            self.tail.append(line)
+            self._log.info("jvm | %s", line)
+        stream.close()
+
+    def text(self, n: int = 12) -> str:
+        self._thread.join(0.5)
+        lines = list(self.tail)[-n:]
+        return ("; last JVM output: " + " | ".join(lines)) if lines else ""
+
+
+def _kill_tree(p, log: logging.Logger) -> None:
+    import psutil  # noqa: PLC0415
+
+    try:
+        procs = p.children(recursive=True) + [p]
+    except psutil.Error:
+        return
+    for q in procs:
+        try:
+            q.kill()
+        except psutil.Error:
+            pass
+    # Our direct child is left for its Popen to reap (pyspark polls it: reaping it here would
+    # make Popen see exit status 0 and wait forever for the gateway).
+    psutil.wait_procs([q for q in procs if q.pid != p.pid or p.ppid() != os.getpid()], timeout=5)
+    log.warning("killed the driver JVM (pid %s)", p.pid)
+
+
+def create_session(env: Mapping[str, str], app_name: str, log: logging.Logger):
+    """Create a classic SparkSession on ``SPARK_OPENSTACK_MASTER_URL``: ``(spark, spark.sparkContext)``."""
+    timeout = start_timeout(env)
+    t0 = time.monotonic()
+    props = session_properties(env, app_name)
+    master = props["spark.master"]
+    try:
+        java = check_java(dict(env))
+    except Exception as e:
+        raise SparkStartError(str(e)) from None
+    log.info("java %s at %s", java.version, java.path)
+    check_master(master, wait=min(MASTER_WAIT, timeout))
+
+    from pyspark import SparkContext  # noqa: PLC0415 - slow import, off the main thread
+    from pyspark.java_gateway import launch_gateway  # noqa: PLC0415
+    from pyspark.sql import SparkSession  # noqa: PLC0415
+
+    if SparkContext._active_spark_context is not None:
+        raise SparkStartError("a SparkContext already exists in this process")
+
+    # A private scratch dir: the driver's temp files (java.io.tmpdir, which is also Spark's
+    # default spark.local.dir) and the properties file the JVM reads -- nothing secret on a
+    # command line. Removed when the session stops.
+    scratch = tempfile.mkdtemp(prefix=f"spark-openstack-{app_name}-")
+    _STATE["scratch"] = scratch
+    atexit.register(_remove_scratch)
+    jopts = props.get("spark.driver.extraJavaOptions", "")
+    if "-Djava.io.tmpdir" not in jopts:
+        props["spark.driver.extraJavaOptions"] = f"{jopts} -Djava.io.tmpdir={scratch}".strip()
+    prop_file = write_properties(os.path.join(scratch, "driver.properties"), props)
+    if props.get("spark.driver.host"):
+        os.environ["SPARK_LOCAL_IP"] = props["spark.driver.bindAddress"]  # UI binds here too
+    os.environ.setdefault("PYSPARK_PYTHON", env.get("PYSPARK_PYTHON") or sys.executable)
+    user_args = os.environ.get("PYSPARK_SUBMIT_ARGS", "pyspark-shell")
+    os.environ["PYSPARK_SUBMIT_ARGS"] = f"--properties-file {shlex.quote(prop_file)} {user_args}"
+    shown = {k: ("*****" if "secret" in k else v) for k, v in sorted(props.items())}
+    log.info("launching the driver JVM: master %s, conf %s", master, json.dumps(shown))
+
+    before = _child_pids()
+    state = {"timed_out": False}
+
+    def watchdog():
+        state["timed_out"] = True
+        log.error("SparkSession not ready after %.0f s: stopping the driver JVM", timeout)
+        _kill_new_spark_children(before, log)
+
+    timer = threading.Timer(max(timeout - (time.monotonic() - t0), 1.0), watchdog)
+    timer.daemon = True
+    timer.start()
+    # The JVM's stdout+stderr go to a pipe we read from the start (popen_kwargs is pyspark's
+    # hook for this), so even a JVM that dies before the gateway is up leaves its words.
+    rfd, wfd = os.pipe()
+    out = _JvmOutput(os.fdopen(rfd, "rb"), log)
+    gateway = None
+    try:
+        try:
+            gateway = launch_gateway(popen_kwargs={"stdout": wfd, "stderr": wfd})
+        finally:
+            os.close(wfd)
+        if gateway.proc is not None:
+            log.info("driver JVM pid %s", gateway.proc.pid)
+        SparkContext._ensure_initialized(gateway=gateway)
+        spark = SparkSession.builder.getOrCreate()
+        sc = spark.sparkContext
+    except BaseException as e:
+        timer.cancel()
+        tail = out.text()
+        _shutdown_jvm(gateway, log)
+        _remove_scratch()
+        if isinstance(e, SparkStartError):
+            raise
+        if state["timed_out"]:
+            raise SparkStartError(f"the SparkSession on {master} was not ready within {timeout:.0f} s "
+                                  f"(SPARK_OPENSTACK_START_TIMEOUT){tail}") from e
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SparkStartError(f"{type(e).__name__}: {msg}{tail}") from e
+    timer.cancel()
+    try:
+        os.unlink(prop_file)  # read by now; it may hold the secret
+    except OSError:
+        pass
+    _STATE["gateway"] = gateway
+    return spark, sc
+
+
+_STATE: dict = {}
+
+
+def stop_session(spark, sc, log: logging.Logger) -> None:
+    """Kernel shutdown: stop the session, let the driver JVM exit, remove the scratch dir."""
+    try:
+        spark.stop()
+    except Exception as e:  # noqa: BLE001
+        log.warning("spark.stop() failed: %s", e)
+    _shutdown_jvm(_STATE.pop("gateway", None), log)
+    _remove_scratch()
+
+
+def _shutdown_jvm(gateway, log: logging.Logger, timeout: float = 5.0) -> None:
+    """Close the gateway and wait for the driver JVM to exit (it exits when its stdin closes)."""
+    from pyspark import SparkContext  # noqa: PLC0415
+
+    if gateway is None:
+        return
+    proc = getattr(gateway, "proc", None)
+    try:
+        gateway.shutdown()
+    except Exception:  # noqa: BLE001
+        pass
+    if SparkContext._gateway is gateway:
+        SparkContext._gateway = None
+        SparkContext._jvm = None
+    if proc is None:
+        return
+    try:
+        if proc.stdin:
+            proc.stdin.close()
+        proc.wait(timeout)
+    except Exception:  # noqa: BLE001 - TimeoutExpired or an already-closed pipe
+        try:
+            import psutil  # noqa: PLC0415
+
+            _kill_tree(psutil.Process(proc.pid), log)
+            proc.wait(2)
+        except Exception:  # noqa: BLE001
+            pass
+    log.info("driver JVM (pid %s) exited with %s", proc.pid, proc.returncode)
+
+
+def _remove_scratch() -> None:
+    scratch = _STATE.pop("scratch", None)
+    if scratch:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _child_pids() -> set[int]:
+    import psutil  # noqa: PLC0415
+
+    try:
+        return {c.pid for c in psutil.Process().children()}
+    except psutil.Error:
+        return set()
+
+
+def _kill_new_spark_children(before: set[int], log: logging.Logger) -> None:
+    """Kill the driver JVM(s) this factory started: our new children running Spark."""
+    import psutil  # noqa: PLC0415
+
+    for child in psutil.Process().children():
+        if child.pid in before:
+            continue
+        try:
+            cmd = " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+        if "spark-submit" in cmd or "SparkSubmit" in cmd or "spark-class" in cmd:
+            _kill_tree(child, log)
