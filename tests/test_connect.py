@@ -18,12 +18,15 @@ from pathlib import Path
 import psutil
 import pytest
 
+from jupyter_spark_openstack.core.diagnostics.classify import classify, diagnose_kernel
 from jupyter_spark_openstack.core.errors import ValidationError
+from jupyter_spark_openstack.core.paths import kernel_id_from_connection_file
 from jupyter_spark_openstack.core.spark import connect as cc
 from jupyter_spark_openstack.core.spark.ports import free_port, port_open
 from jupyter_spark_openstack.kernel import connect as kc
 
 CLI = [sys.executable, "-m", "jupyter_spark_openstack.cli"]
+KERNEL_MAIN = Path(kc.__file__).parent / "__main__.py"
 
 
 # ---- no JVM ------------------------------------------------------------------------------
@@ -76,8 +79,9 @@ def test_kernel_resolves_localhost_and_refuses_remote_hosts(tmp_path):
 def test_unreachable_server_fails_fast():
     port = free_port()
     t0 = time.monotonic()
-    with pytest.raises(cc.ConnectUnreachableError, match="no Spark Connect server listens"):
+    with pytest.raises(cc.ConnectUnreachableError, match="no Spark Connect server listens") as ei:
         kc.create_session({kc.URL_ENV: f"sc://localhost:{port}", kc.TOKEN_ENV: "x"})
+    assert classify(str(ei.value)).category == "connect-unreachable"
     assert time.monotonic() - t0 < 10
     assert cc.check_connect(f"sc://localhost:{port}", "x")["category"] == "connect-unreachable"
 
@@ -251,6 +255,7 @@ def test_sc_and_rdd_explain_the_classic_kernel(kernel_a):
         assert r["status"] == "error", code
         assert r["error"].startswith("SparkConnectUnsupportedError"), (code, r["error"])
         assert "Spark Connect kernel" in r["error"] and "PySpark (classic, RDD API)" in r["error"]
+        assert classify(r["error"]).category == "connect-unsupported-api"
 
 
 @pytest.mark.spark
@@ -285,6 +290,11 @@ def test_other_or_no_token_refused_without_hang(specs, spec, message):
         assert time.monotonic() - t0 < 30
         assert r["status"] == "error"
         assert "UNAUTHENTICATED" in r["error"] and message in r["error"], r["error"]
+        assert classify(r["error"]).category == "connect-auth-failed"
+        if KERNEL_MAIN.exists():  # the main kernel writes a per-kernel log: diagnose it
+            kid = kernel_id_from_connection_file(k.km.connection_file)
+            diag = diagnose_kernel(kid)
+            assert diag and diag["category"] == "connect-auth-failed", diag
     finally:
         k.stop()
 
