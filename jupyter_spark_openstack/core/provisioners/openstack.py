@@ -117,7 +117,20 @@ def classify(exc: BaseException) -> tuple[bool, str]:
             return True, f"connection problem: {exc}"
     except ImportError:  # pragma: no cover
         pass
+    if isinstance(exc, ksa.DiscoveryFailure):
+        # keystoneauth wraps the real cause (refused connection, 5xx from the identity service)
+        cause = exc.__cause__ or exc.__context__
+        if cause is not None and cause is not exc:
+            t, m = classify(cause)
+            if t:
+                return True, m
+        return True, f"identity service discovery failed: {exc}"
     if isinstance(exc, ksa.ClientException | osx.SDKException):
+        cause = exc.__cause__ or exc.__context__
+        if cause is not None and cause is not exc and not isinstance(cause, osx.SDKException):
+            t, m = classify(cause)
+            if t:
+                return True, m
         return False, str(exc)
     return False, f"{type(exc).__name__}: {exc}"
 
@@ -278,13 +291,20 @@ class OpenStackProvisioner(Provisioner):
     def _compute(self):
         return self._connection().compute
 
+    def _sdk(self, service: str, method: str):
+        """``conn.<service>.<method>`` resolved lazily *in the pool thread*: touching a proxy
+        may authenticate and discover versions, which is network I/O that can fail."""
+        def call(*args, **kwargs):
+            return getattr(getattr(self._connection(), service), method)(*args, **kwargs)
+        call.__name__ = f"{service}.{method}"
+        return call
+
     # ---- resolving names ---------------------------------------------------------------------
     async def _resolve(self) -> dict:
         """Image, network and flavor ids for the configured names (once)."""
         async with self._resolve_lock:
             if self._resolved is not None:
                 return self._resolved
-            conn = await self._run(self._connection)
             c = self.config
 
             def find(proxy_find, kind: str, field: str, ref: str):
@@ -297,11 +317,11 @@ class OpenStackProvisioner(Provisioner):
                     return obj
                 return go()
 
-            image = await find(conn.image.find_image, "image", "openstack.image", c["image"])
-            nets = [await find(conn.network.find_network, "network", "openstack.networks", n)
+            image = await find(self._sdk("image", "find_image"), "image", "openstack.image", c["image"])
+            nets = [await find(self._sdk("network", "find_network"), "network", "openstack.networks", n)
                     for n in c["networks"]]
             for size, fname in c["flavors"].items():
-                self._flavors[fname] = await find(conn.compute.find_flavor, "flavor",
+                self._flavors[fname] = await find(self._sdk("compute", "find_flavor"), "flavor",
                                                   f"openstack.flavors.{size}", fname)
             self._resolved = {"image_id": image.id, "network_ids": [n.id for n in nets]}
             return self._resolved
@@ -318,7 +338,7 @@ class OpenStackProvisioner(Provisioner):
     async def _flavor(self, name: str):
         await self._resolve()
         if name not in self._flavors:
-            obj = await self._call(f"looking up flavor {name!r}", self._compute().find_flavor,
+            obj = await self._call(f"looking up flavor {name!r}", self._sdk("compute", "find_flavor"),
                                    name, ignore_missing=True)
             if obj is None:
                 raise ProvisionerError(f"OpenStack: flavor {name!r} does not exist in this project")
@@ -331,17 +351,16 @@ class OpenStackProvisioner(Provisioner):
         async with self._sg_lock:
             if hub_id in self._sg_by_hub:
                 return self._sg_by_hub[hub_id]
-            net = self._connection().network
             name = f"spark-openstack-{hub_id}"[:255]
-            sg = await self._call(f"looking up security group {name!r}", net.find_security_group,
+            sg = await self._call(f"looking up security group {name!r}", self._sdk("network", "find_security_group"),
                                   name, ignore_missing=True)
             if sg is None:
-                sg = await self._call(f"creating security group {name!r}", net.create_security_group,
+                sg = await self._call(f"creating security group {name!r}", self._sdk("network", "create_security_group"),
                                       name=name, description="Spark workers of jupyter-spark-openstack: "
                                       "Spark ports open to the hub network and to each other only")
                 self.log.info("OpenStack: created security group %s (%s)", name, sg.id)
             existing = await self._call("listing security group rules",
-                                        lambda: list(net.security_group_rules(security_group_id=sg.id)))
+                                        lambda: list(self._connection().network.security_group_rules(security_group_id=sg.id)))
             wanted = [{"remote_ip_prefix": self.config["hub_cidr"], "remote_group_id": None},
                       {"remote_ip_prefix": None, "remote_group_id": sg.id}]
             for w in wanted:
@@ -349,7 +368,7 @@ class OpenStackProvisioner(Provisioner):
                        and r.port_range_max == 65535 and r.remote_ip_prefix == w["remote_ip_prefix"]
                        and r.remote_group_id == w["remote_group_id"] for r in existing):
                     continue
-                await self._call("adding a security group rule", net.create_security_group_rule,
+                await self._call("adding a security group rule", self._sdk("network", "create_security_group_rule"),
                                  security_group_id=sg.id, direction="ingress", ethertype="IPv4",
                                  protocol="tcp", port_range_min=1024, port_range_max=65535, **w)
             self._sg_by_hub[hub_id] = name
@@ -364,7 +383,7 @@ class OpenStackProvisioner(Provisioner):
             f = await self._flavor(self.flavor_for(s))
             need_cores += int(f.vcpus or 0)
             need_ram += int(f.ram or 0)
-        limits = await self._call("reading project limits", self._compute().get_limits)
+        limits = await self._call("reading project limits", self._sdk("compute", "get_limits"))
         a = limits.absolute
         problems = []
         for label, unit, need, mx, used in (
@@ -432,7 +451,7 @@ class OpenStackProvisioner(Provisioner):
         attempt = 0
         while True:
             try:
-                server = await self._run(self._compute().create_server, **kw)
+                server = await self._run(self._sdk("compute", "create_server"), **kw)
                 break
             except Exception as e:  # noqa: BLE001
                 transient, msg = classify(e)
@@ -464,7 +483,7 @@ class OpenStackProvisioner(Provisioner):
 
     async def worker_status(self, record: WorkerRecord) -> WorkerStatus:
         server = await self._call(f"reading server {record.name} ({record.id})",
-                                  self._compute().get_server, record.id, not_found=False)
+                                  self._sdk("compute", "get_server"), record.id, not_found=False)
         if server is False:
             return WorkerStatus("gone", f"server {record.id} does not exist (404)")
         st = (server.status or "").upper()
@@ -489,14 +508,14 @@ class OpenStackProvisioner(Provisioner):
     async def delete_worker(self, record: WorkerRecord) -> None:
         c = self.config
         await self._call(f"deleting server {record.name} ({record.id})",
-                         self._compute().delete_server, record.id, ignore_missing=True)
+                         self._sdk("compute", "delete_server"), record.id, ignore_missing=True)
         deadline = time.monotonic() + c["delete_timeout"]
         last_err = ""
         interval = min(0.25, c["poll_interval"])
         while time.monotonic() < deadline:
             try:
                 server = await self._call(f"reading server {record.name} ({record.id})",
-                                          self._compute().get_server, record.id, not_found=False)
+                                          self._sdk("compute", "get_server"), record.id, not_found=False)
             except ProvisionerError as e:
                 last_err = str(e)
                 server = True
@@ -529,7 +548,7 @@ class OpenStackProvisioner(Provisioner):
     async def worker_log(self, record: WorkerRecord) -> str:
         try:
             out = await self._call(f"reading the console of {record.name}",
-                                   self._compute().get_server_console_output, record.id, length=40)
+                                   self._sdk("compute", "get_server_console_output"), record.id, length=40)
         except ProvisionerError as e:
             return f"(console output unavailable: {e})"
         return (out or {}).get("output", "") if isinstance(out, dict) else str(out or "")
