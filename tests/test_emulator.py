@@ -77,11 +77,14 @@ def test_sdk_discovers_authenticates_and_negotiates_microversions(emu, tmp_path)
 
 
 def test_wrong_password_is_refused_with_401(emu, tmp_path):
-    conn = connect(emu, tmp_path, auth={"password": "wrong"})
+    cloud = emu.cloud_config()
+    cloud["auth"]["password"] = "wrong"
+    region = openstack.config.OpenStackConfig(config_files=[]).get_one(**cloud)
+    conn = openstack.connection.Connection(config=region)
     with pytest.raises(Exception) as ei:
         list(conn.compute.flavors())
     assert "401" in str(ei.value) or "authentication" in str(ei.value).lower()
-    assert [c.status for c in emu.calls(kind="identity.auth")] == [401]
+    assert [c.status for c in emu.calls(kind="identity.auth")] == [401], [(c.method, c.path, c.status) for c in emu.calls()]
     # and no token, no access
     st, body = http(emu, "GET", "/compute/v2.1/servers")
     assert st == 401

@@ -660,6 +660,15 @@ class _Api(_Base):
         kind = request_kind(method, path)
         fault_name = None
         status = 500
+        recorded = False
+
+        def record():
+            nonlocal recorded
+            if not recorded:
+                recorded = True
+                emu.record(Call(method=method, path=path, query=self.request.query, kind=kind,
+                                status=status, time=t0, duration=time.time() - t0, fault=fault_name))
+
         try:
             try:
                 errs = emu.faults.take(kind, ("error",))
@@ -686,11 +695,10 @@ class _Api(_Base):
                                 "X-OpenStack-Nova-API-Version": f"{mv[0]}.{mv[1]}",
                                 "Vary": "OpenStack-API-Version, X-OpenStack-Nova-API-Version"})
             headers.setdefault("X-Openstack-Request-Id", f"req-{uuid.uuid4()}")
+            record()  # before answering: a client that got its answer finds its call logged
             self.send(status, body, headers)
         finally:
-            q = self.request.query
-            emu.record(Call(method=method, path=path, query=q, kind=kind, status=status,
-                            time=t0, duration=time.time() - t0, fault=fault_name))
+            record()
 
     def _auth(self) -> None:
         token = self.request.headers.get("X-Auth-Token")
