@@ -194,7 +194,7 @@ export function renderDiagnostics(d: IDiagnostics): HTMLElement {
     : h('div', { class: 'jso-diag-evidence-none' }, 'No telling log lines.');
   return h(
     'div',
-    { class: 'jso-diagnostics', 'data-category': d.category },
+    { class: 'jso-diagnostics', 'data-category': d.category, 'data-kernel-id': d.kernel_id },
     h('div', { class: 'jso-diag-category' }, h('span', { class: 'jso-diag-label' }, 'Category: '), h('code', {}, d.category)),
     h('p', { class: 'jso-diag-explanation' }, d.explanation),
     h('div', { class: 'jso-diag-fix' }, h('strong', {}, 'Fix: '), d.fix),

@@ -19,20 +19,41 @@ export interface IWatchedSession {
 
 export type ShowFn = (d: IDiagnostics, reason: string) => Promise<void> | void;
 
+/**
+ * While a PySpark kernel is starting (or being restarted by the server), its captured
+ * output is classified every `intervalMs`: a kernel that cannot start (no ipykernel, no
+ * Java, ...) is explained at once, not only after the server's restart attempts are used
+ * up and JupyterLab finally reports it 'dead'.
+ */
+export interface IProbeOptions {
+  delayMs: number;
+  intervalMs: number;
+  maxMs: number;
+}
+
+const STARTING = new Set(['starting', 'unknown', 'restarting', 'autorestarting']);
+const ALIVE = new Set(['idle', 'busy']);
+
 export class DeadKernelWatcher {
   constructor(
     private readonly api: SparkApi,
     private readonly show: ShowFn,
-    private readonly retry = { attempts: 4, delayMs: 250 }
+    private readonly retry = { attempts: 4, delayMs: 250 },
+    private readonly probeOptions: IProbeOptions = { delayMs: 700, intervalMs: 700, maxMs: 60000 }
   ) {}
 
   watch(ctx: IWatchedSession): void {
     let lastStatus = '';
     ctx.statusChanged.connect((_, status) => {
       lastStatus = status;
+      if (STARTING.has(status)) {
+        this.probe(ctx);
+      } else {
+        this.stopProbe(ctx);
+      }
       if (status === 'autorestarting' || status === 'dead') {
         void this.trigger(ctx, `kernel ${status}`);
-      } else if (status === 'idle' || status === 'busy') {
+      } else if (ALIVE.has(status)) {
         // The kernel is alive (again): a later death is a new episode.
         const k = ctx.session?.kernel;
         if (k) {
@@ -54,6 +75,49 @@ export class DeadKernelWatcher {
         void this.trigger(ctx, 'SparkSession failed', true);
       }
     });
+  }
+
+  /** Classify a starting kernel's output until it is alive, diagnosed or `maxMs` passed. */
+  probe(ctx: IWatchedSession): void {
+    const kernel = ctx.session?.kernel;
+    if (!kernel || this._probes.has(ctx) || this._handled.has(kernel.id)) {
+      return;
+    }
+    const spec = ctx.specsManager.specs?.kernelspecs?.[kernel.name];
+    if (!isPySparkKernel(kernel.name, spec)) {
+      return;
+    }
+    const started = Date.now();
+    const id = kernel.id;
+    const step = async () => {
+      if (!this._probes.has(ctx) || Date.now() - started > this.probeOptions.maxMs) {
+        this._probes.delete(ctx);
+        return;
+      }
+      try {
+        const d = await this.api.diagnostics(id);
+        if (this._probes.has(ctx) && d.category !== 'ok' && d.category !== 'unknown' && !this._handled.has(id)) {
+          this._probes.delete(ctx);
+          this._handled.add(id);
+          await this.show(d, 'kernel failed to start');
+          return;
+        }
+      } catch {
+        // no log yet (404) or the server is busy: try again
+      }
+      if (this._probes.has(ctx)) {
+        this._probes.set(ctx, setTimeout(step, this.probeOptions.intervalMs));
+      }
+    };
+    this._probes.set(ctx, setTimeout(step, this.probeOptions.delayMs));
+  }
+
+  stopProbe(ctx: IWatchedSession): void {
+    const t = this._probes.get(ctx);
+    if (t !== undefined) {
+      clearTimeout(t);
+      this._probes.delete(ctx);
+    }
   }
 
   /** Diagnose the context's kernel if it is a PySpark kernel; at most once per episode. */
@@ -90,9 +154,15 @@ export class DeadKernelWatcher {
         evidence: []
       };
     }
+    if (diag.category === 'ok') {
+      // the server found the kernel running with no known failure (it restarted fine)
+      this._handled.delete(kernel.id);
+      return diag;
+    }
     await this.show(diag, reason);
     return diag;
   }
 
   private _handled = new Set<string>();
+  private _probes = new Map<IWatchedSession, ReturnType<typeof setTimeout>>();
 }

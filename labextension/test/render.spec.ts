@@ -63,6 +63,7 @@ describe('renderDiagnostics', () => {
       log_paths: ['/tmp/kernel-k1.log']
     });
     expect(el.getAttribute('data-category')).toBe('missing-ipykernel');
+    expect(el.getAttribute('data-kernel-id')).toBe('k1');
     expect(el.querySelector('.jso-diag-category code')!.textContent).toBe('missing-ipykernel');
     expect(el.querySelector('.jso-diag-explanation')!.textContent).toBe('The interpreter cannot import ipykernel.');
     expect(el.querySelector('.jso-diag-fix')!.textContent).toBe('Fix: pip install ipykernel into that interpreter.');

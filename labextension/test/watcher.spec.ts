@@ -27,7 +27,7 @@ function setup(statusFor: (n: number) => number = () => 200) {
     const status = statusFor(requested.length);
     return { status, body: status === 200 ? diag(id) : { message: 'no such kernel' } };
   });
-  const watcher = new DeadKernelWatcher(api, (d, r) => void shown.push([d, r]), { attempts: 3, delayMs: 1 });
+  const watcher = new DeadKernelWatcher(api, (d, r) => void shown.push([d, r]), { attempts: 3, delayMs: 1 }, { delayMs: 5, intervalMs: 5, maxMs: 2000 });
   return { watcher, requested, shown };
 }
 
@@ -52,6 +52,17 @@ describe('DeadKernelWatcher', () => {
     ctx.statusChanged.emit('dead');
     await tick();
     expect(shown.length).toBe(2);
+  });
+
+  it('shows nothing when the server says the kernel is fine (restarted)', async () => {
+    const shown: unknown[] = [];
+    const api = new SparkApi(async () => ({ status: 200, body: { ...diag('k9'), category: 'ok' } }));
+    const watcher = new DeadKernelWatcher(api, d => void shown.push(d), { attempts: 1, delayMs: 1 });
+    const ctx = new FakeContext('k9', 'pyspark');
+    watcher.watch(ctx);
+    ctx.statusChanged.emit('autorestarting');
+    await tick();
+    expect(shown).toEqual([]);
   });
 
   it('ignores kernels that are not PySpark kernels', async () => {
@@ -97,5 +108,42 @@ describe('DeadKernelWatcher', () => {
     expect(s.requested.length).toBe(3);
     expect(s.shown[0][0].category).toBe('unknown');
     expect(s.shown[0][0].kernel_id).toBe('k5');
+  });
+
+  it('classifies a starting kernel early and stops once it is diagnosed', async () => {
+    const categories = ['ok', 'ok', 'missing-ipykernel'];
+    const requested: string[] = [];
+    const shown: [IDiagnostics, string][] = [];
+    const api = new SparkApi(async path => {
+      requested.push(path);
+      const category = categories[Math.min(requested.length - 1, categories.length - 1)];
+      return { status: 200, body: { ...diag('k6'), category } };
+    });
+    const watcher = new DeadKernelWatcher(api, (d, r) => void shown.push([d, r]), { attempts: 1, delayMs: 1 },
+      { delayMs: 5, intervalMs: 5, maxMs: 5000 });
+    const ctx = new FakeContext('k6', 'pyspark');
+    watcher.watch(ctx);
+    ctx.statusChanged.emit('starting');
+    await new Promise(r => setTimeout(r, 100));
+    expect(shown.length).toBe(1);
+    expect(shown[0][0].category).toBe('missing-ipykernel');
+    expect(shown[0][1]).toBe('kernel failed to start');
+    const n = requested.length;
+    expect(n).toBe(3);
+    // the later 'dead' of the same kernel shows nothing more
+    ctx.statusChanged.emit('dead');
+    await new Promise(r => setTimeout(r, 50));
+    expect(shown.length).toBe(1);
+  });
+
+  it('stops probing when the kernel comes up', async () => {
+    const { watcher, requested, shown } = setup();
+    const ctx = new FakeContext('k7', 'pyspark');
+    watcher.watch(ctx);
+    ctx.statusChanged.emit('starting');
+    ctx.statusChanged.emit('idle');
+    await new Promise(r => setTimeout(r, 50));
+    expect(requested).toEqual([]);
+    expect(shown).toEqual([]);
   });
 });

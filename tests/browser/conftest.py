@@ -1,0 +1,116 @@
+"""Browser tests: Debian's Chromium driven by Playwright (never `playwright install`) against a
+real JupyterLab (tests/_labserver.py) and the session's real Spark cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _labserver import LabServer  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+ARTIFACTS = Path(__file__).resolve().parent.parent.parent / "test-artifacts"
+BROKEN_KERNEL = "pyspark-broken"
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/browser/" in str(item.fspath).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.browser)
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def bare_python(tmp_path_factory) -> str:
+    """An interpreter that cannot import ipykernel (a venv without pip or site-packages)."""
+    d = tmp_path_factory.mktemp("bare-venv")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(d / "venv")], check=True)
+    return str(d / "venv" / "bin" / "python")
+
+
+def write_kernelspec(share: Path, name: str, argv: list[str], metadata: dict) -> None:
+    kdir = share / "kernels" / name
+    kdir.mkdir(parents=True, exist_ok=True)
+    (kdir / "kernel.json").write_text(json.dumps({
+        "argv": argv, "display_name": f"PySpark ({name})", "language": "python",
+        "metadata": metadata}))
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, spark_cluster, bare_python):
+    """JupyterLab on 127.0.0.1 whose Spark master is the session cluster, with a PySpark
+    kernelspec whose interpreter has no ipykernel."""
+    root = tmp_path_factory.mktemp("lab")
+    share = root / "share"
+    write_kernelspec(share, BROKEN_KERNEL,
+                     [bare_python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                     {"jupyter_spark_openstack": {"master_url": spark_cluster["master_url"],
+                                                  "webui_url": spark_cluster["webui_url"]}})
+    env = {
+        "JUPYTER_PATH": str(share),
+        "SPARK_OPENSTACK_MASTER_URL": spark_cluster["master_url"],
+        "SPARK_OPENSTACK_MASTER_WEBUI_URL": spark_cluster["webui_url"],
+        "SPARK_OPENSTACK_KERNEL_LOG_DIR": str(root / "kernel-logs"),
+    }
+    server = LabServer(root, env=env,
+                       extra_args=["--LabApp.expose_app_in_browser=True",
+                                   "--SparkOpenStack.refresh_interval=1"]).start()
+    try:
+        yield server
+    finally:
+        left = server.stop()
+        assert left == [], f"processes left behind by jupyter lab: {left}"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser, request, artifacts):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+    pg = ctx.new_page()
+    pg.set_default_timeout(30000)
+    yield pg
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        pg.screenshot(path=str(artifacts / f"{request.node.name}-failure.png"))
+    ctx.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+def open_lab(page, lab) -> None:
+    page.goto(lab.lab_url("lab"))
+    page.wait_for_selector("#jp-main-dock-panel", state="attached", timeout=60000)
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.started !== undefined")
+    page.wait_for_selector("#jupyter-spark-openstack-status", timeout=30000)
