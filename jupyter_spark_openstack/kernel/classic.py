@@ -16,6 +16,8 @@ import logging
 import os
 import shlex
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -24,9 +26,9 @@ from collections.abc import Mapping
 
 from ..core.kernelspec import ENV_CONF, ENV_MASTER_URL, ENV_SECRET_FILE
 from ..core.spark.daemons import write_properties
-from ..core.spark.home import check_java
+from ..core.spark.home import check_java, find_spark_home, is_spark_home
 from ..core.spark.ports import port_open
-from .session import SparkStartError, start_timeout
+from .session import SparkStartError, start_timeout, wait_until_serving
 
 MASTER_WAIT = 5.0            # seconds to wait for a master port that is not open yet
 _LOOPBACK = ("localhost", "127.0.0.1", "::1", "[::1]", "ip6-localhost")
@@ -142,24 +144,23 @@ def _kill_tree(p, log: logging.Logger) -> None:
 
 
 def create_session(env: Mapping[str, str], app_name: str, log: logging.Logger):
-    """Create a classic SparkSession on ``SPARK_OPENSTACK_MASTER_URL``: ``(spark, spark.sparkContext)``."""
+    """Create a classic SparkSession on ``SPARK_OPENSTACK_MASTER_URL``: ``(spark, spark.sparkContext)``.
+
+    Order matters for latency: the driver JVM is launched first (before ``import pyspark``), and
+    pyspark is imported while the JVM boots, once the kernel serves requests, so neither the
+    kernel's first reply nor the JVM waits for that import.
+    """
     timeout = start_timeout(env)
     t0 = time.monotonic()
     props = session_properties(env, app_name)
     master = props["spark.master"]
     try:
         java = check_java(dict(env))
+        spark_home = env.get("SPARK_HOME") if is_spark_home(env.get("SPARK_HOME")) else find_spark_home()
     except Exception as e:
         raise SparkStartError(str(e)) from None
     log.info("java %s at %s", java.version, java.path)
     check_master(master, wait=min(MASTER_WAIT, timeout))
-
-    from pyspark import SparkContext  # noqa: PLC0415 - slow import, off the main thread
-    from pyspark.java_gateway import launch_gateway  # noqa: PLC0415
-    from pyspark.sql import SparkSession  # noqa: PLC0415
-
-    if SparkContext._active_spark_context is not None:
-        raise SparkStartError("a SparkContext already exists in this process")
 
     # A private scratch dir: the driver's temp files (java.io.tmpdir, which is also Spark's
     # default spark.local.dir) and the properties file the JVM reads -- nothing secret on a
@@ -174,41 +175,47 @@ def create_session(env: Mapping[str, str], app_name: str, log: logging.Logger):
     if props.get("spark.driver.host"):
         os.environ["SPARK_LOCAL_IP"] = props["spark.driver.bindAddress"]  # UI binds here too
     os.environ.setdefault("PYSPARK_PYTHON", env.get("PYSPARK_PYTHON") or sys.executable)
-    user_args = os.environ.get("PYSPARK_SUBMIT_ARGS", "pyspark-shell")
-    os.environ["PYSPARK_SUBMIT_ARGS"] = f"--properties-file {shlex.quote(prop_file)} {user_args}"
     shown = {k: ("*****" if "secret" in k else v) for k, v in sorted(props.items())}
     log.info("launching the driver JVM: master %s, conf %s", master, json.dumps(shown))
 
-    before = _child_pids()
-    state = {"timed_out": False}
+    state: dict = {"timed_out": False, "proc": None}
 
     def watchdog():
         state["timed_out"] = True
         log.error("SparkSession not ready after %.0f s: stopping the driver JVM", timeout)
-        _kill_new_spark_children(before, log)
+        if state["proc"] is not None:
+            _kill_tree(psutil_process(state["proc"].pid), log)
 
     timer = threading.Timer(max(timeout - (time.monotonic() - t0), 1.0), watchdog)
     timer.daemon = True
     timer.start()
-    # The JVM's stdout+stderr go to a pipe we read from the start (popen_kwargs is pyspark's
-    # hook for this), so even a JVM that dies before the gateway is up leaves its words.
+    # The JVM's stdout+stderr go to a pipe read from the start, into the kernel log.
     rfd, wfd = os.pipe()
     out = _JvmOutput(os.fdopen(rfd, "rb"), log)
     gateway = None
+    conn_info = os.path.join(scratch, "gateway-conn-info")
     try:
         try:
-            gateway = launch_gateway(popen_kwargs={"stdout": wfd, "stderr": wfd})
+            proc = _launch_driver_jvm(spark_home, prop_file, conn_info, wfd)
         finally:
             os.close(wfd)
-        if gateway.proc is not None:
-            log.info("driver JVM pid %s", gateway.proc.pid)
+        state["proc"] = proc
+        log.info("driver JVM pid %s", proc.pid)
+
+        wait_until_serving(3.0)  # let the kernel answer its first requests undisturbed
+        from pyspark import SparkContext  # noqa: PLC0415 - slow import, while the JVM boots
+        from pyspark.sql import SparkSession  # noqa: PLC0415
+
+        if SparkContext._active_spark_context is not None:
+            raise SparkStartError("a SparkContext already exists in this process")
+        gateway = _connect_gateway(proc, conn_info)
         SparkContext._ensure_initialized(gateway=gateway)
         spark = SparkSession.builder.getOrCreate()
         sc = spark.sparkContext
     except BaseException as e:
         timer.cancel()
         tail = out.text()
-        _shutdown_jvm(gateway, log)
+        _shutdown_jvm(gateway, log, proc=state["proc"])
         _remove_scratch()
         if isinstance(e, SparkStartError):
             raise
@@ -226,6 +233,58 @@ def create_session(env: Mapping[str, str], app_name: str, log: logging.Logger):
     return spark, sc
 
 
+def _launch_driver_jvm(spark_home: str, prop_file: str, conn_info: str, out_fd: int):
+    """``spark-submit ... pyspark-shell`` as pyspark's ``launch_gateway`` runs it (same
+    environment contract), without importing pyspark first."""
+    user_args = os.environ.get("PYSPARK_SUBMIT_ARGS", "pyspark-shell")
+    command = [os.path.join(spark_home, "bin", "spark-submit"), "--properties-file", prop_file,
+               *shlex.split(user_args)]
+    env = dict(os.environ)
+    env["SPARK_HOME"] = spark_home
+    env["SPARK_CONNECT_MODE"] = "0"
+    env["_PYSPARK_DRIVER_CONN_INFO_PATH"] = conn_info
+
+    def preexec():  # Ctrl-C in a cell interrupts the kernel, not its JVM
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    # stdin is a pipe: the JVM exits when it closes (i.e. when the kernel process ends).
+    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=out_fd, stderr=out_fd,
+                            env=env, preexec_fn=preexec)
+
+
+def _connect_gateway(proc, conn_info: str):
+    """Wait for the JVM's connection info, then let pyspark connect to it."""
+    from pyspark.java_gateway import launch_gateway  # noqa: PLC0415
+    from pyspark.serializers import UTF8Deserializer, read_int  # noqa: PLC0415
+
+    while proc.poll() is None and not os.path.isfile(conn_info):
+        time.sleep(0.05)
+    if not os.path.isfile(conn_info):
+        raise SparkStartError(f"the driver JVM exited with code {proc.returncode} before it was ready")
+    # (the JVM writes a temp file and renames it: the file is complete once it exists)
+    with open(conn_info, "rb") as f:
+        port = read_int(f)
+        secret = UTF8Deserializer().loads(f)
+    os.unlink(conn_info)
+    # pyspark's documented way to use a JVM started elsewhere; removed again right away so
+    # that user subprocesses do not inherit it.
+    os.environ["PYSPARK_GATEWAY_PORT"] = str(port)
+    os.environ["PYSPARK_GATEWAY_SECRET"] = secret
+    try:
+        gateway = launch_gateway()
+    finally:
+        os.environ.pop("PYSPARK_GATEWAY_PORT", None)
+        os.environ.pop("PYSPARK_GATEWAY_SECRET", None)
+    gateway.proc = proc
+    return gateway
+
+
+def psutil_process(pid: int):
+    import psutil  # noqa: PLC0415
+
+    return psutil.Process(pid)
+
+
 _STATE: dict = {}
 
 
@@ -239,20 +298,19 @@ def stop_session(spark, sc, log: logging.Logger) -> None:
     _remove_scratch()
 
 
-def _shutdown_jvm(gateway, log: logging.Logger, timeout: float = 5.0) -> None:
+def _shutdown_jvm(gateway, log: logging.Logger, timeout: float = 5.0, proc=None) -> None:
     """Close the gateway and wait for the driver JVM to exit (it exits when its stdin closes)."""
-    from pyspark import SparkContext  # noqa: PLC0415
+    if gateway is not None:
+        from pyspark import SparkContext  # noqa: PLC0415
 
-    if gateway is None:
-        return
-    proc = getattr(gateway, "proc", None)
-    try:
-        gateway.shutdown()
-    except Exception:  # noqa: BLE001
-        pass
-    if SparkContext._gateway is gateway:
-        SparkContext._gateway = None
-        SparkContext._jvm = None
+        proc = proc or getattr(gateway, "proc", None)
+        try:
+            gateway.shutdown()
+        except Exception:  # noqa: BLE001
+            pass
+        if SparkContext._gateway is gateway:
+            SparkContext._gateway = None
+            SparkContext._jvm = None
     if proc is None:
         return
     try:
@@ -274,27 +332,3 @@ def _remove_scratch() -> None:
     scratch = _STATE.pop("scratch", None)
     if scratch:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _child_pids() -> set[int]:
-    import psutil  # noqa: PLC0415
-
-    try:
-        return {c.pid for c in psutil.Process().children()}
-    except psutil.Error:
-        return set()
-
-
-def _kill_new_spark_children(before: set[int], log: logging.Logger) -> None:
-    """Kill the driver JVM(s) this factory started: our new children running Spark."""
-    import psutil  # noqa: PLC0415
-
-    for child in psutil.Process().children():
-        if child.pid in before:
-            continue
-        try:
-            cmd = " ".join(child.cmdline())
-        except psutil.Error:
-            continue
-        if "spark-submit" in cmd or "SparkSubmit" in cmd or "spark-class" in cmd:
-            _kill_tree(child, log)

@@ -12,7 +12,7 @@ from traitlets import Type
 from .._version import __version__
 from ..core.kernelspec import ENV_EAGER
 from ..core.paths import kernel_id_from_connection_file
-from .session import LazySession, SessionStarter, current_starter, setup_kernel_log
+from .session import LazySession, SessionStarter, current_starter, mark_serving, setup_kernel_log
 
 
 class SparkKernel(IPythonKernel):
@@ -63,7 +63,22 @@ class SparkKernelApp(IPKernelApp):
         if os.environ.get(ENV_EAGER, "").strip().lower() in ("1", "true", "yes"):
             # Baseline behaviour: no request is served before the session exists.
             log.info("eager mode: waiting for the SparkSession before serving requests")
+            mark_serving()
             self.starter.wait(self.starter.timeout + 15)
+
+    def start(self):
+        import signal  # noqa: PLC0415
+
+        from tornado import ioloop  # noqa: PLC0415
+
+        # SIGTERM (a manager giving up on a polite shutdown): exit through SystemExit so that
+        # atexit handlers run (the driver's scratch dir is removed; the JVM exits on its own
+        # when our end of its stdin closes).
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+        # shortly after the event loop runs: the kernel is answering requests
+        ioloop.IOLoop.current().call_later(0.3, mark_serving)
+        super().start()
 
     def _install_names(self, shell) -> None:
         starter = self.starter
@@ -85,6 +100,10 @@ class SparkKernelApp(IPKernelApp):
                 pass
 
         shell.events.register("post_execute", swap_in_real_objects)
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 def main() -> None:

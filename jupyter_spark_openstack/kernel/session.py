@@ -22,6 +22,17 @@ DEFAULT_START_TIMEOUT = 120.0
 _GRACE = 15.0
 
 _current: SessionStarter | None = None
+_serving = threading.Event()
+
+
+def mark_serving() -> None:
+    """Called by the kernel app once it handles requests (factories may wait for it)."""
+    _serving.set()
+
+
+def wait_until_serving(timeout: float) -> bool:
+    """For factories: hold CPU-heavy work (imports) until the kernel serves, at most ``timeout`` s."""
+    return _serving.wait(timeout)
 
 
 class SparkStartError(RuntimeError):
