@@ -30,6 +30,8 @@ from .handlers import BaseSparkHandler
 
 PAGINATION = "application/jupyterhub-pagination+json"
 HUB_TIMEOUT = 10.0
+# the hub answers a DELETE when the server has stopped, or 202 after its slow_stop_timeout (10 s)
+HUB_STOP_TIMEOUT = 60.0
 PAGE_LIMIT = 200
 
 
@@ -97,9 +99,10 @@ class HubAdminHandler(BaseSparkHandler):
         if not isinstance(hub_user, dict) or hub_user.get("admin") is not True:
             raise web.HTTPError(403, "Only JupyterHub admins can see every user's Spark cluster")
 
-    async def hub_request(self, method: str, path: str, headers: dict | None = None):
+    async def hub_request(self, method: str, path: str, headers: dict | None = None,
+                          timeout: float = HUB_TIMEOUT):
         url, token = self.hub_api()
-        req = HTTPRequest(url + path, method=method, request_timeout=HUB_TIMEOUT,
+        req = HTTPRequest(url + path, method=method, request_timeout=timeout,
                           headers={"Authorization": f"token {token}", **(headers or {})})
         try:
             return await AsyncHTTPClient().fetch(req)
@@ -156,7 +159,7 @@ class AdminClusterHandler(HubAdminHandler):
         path = f"/users/{quote(user, safe='')}/server"
         if server_name:
             path = f"/users/{quote(user, safe='')}/servers/{quote(server_name, safe='')}"
-        resp = await self.hub_request("DELETE", path)
+        resp = await self.hub_request("DELETE", path, timeout=HUB_STOP_TIMEOUT)
         self.set_status(resp.code if resp.code in (202, 204) else 204)
         self.finish()
 

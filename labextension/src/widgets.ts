@@ -125,9 +125,11 @@ export class AdminView extends Widget {
   async stop(c: IAdminCluster, button: HTMLButtonElement): Promise<void> {
     button.disabled = true;
     button.textContent = 'Stopping…';
+    const who = `${c.user}${c.server_name ? '/' + c.server_name : ''}`;
+    this._message.textContent = `Stopping ${who}…`;
     try {
       await this.api.stopCluster(c.user, c.server_name);
-      this._message.textContent = `Stop requested for ${c.user}${c.server_name ? '/' + c.server_name : ''}.`;
+      this._message.textContent = `Stop requested for ${who}.`;
     } catch (e) {
       this._message.textContent = (e as Error).message;
       button.disabled = false;
