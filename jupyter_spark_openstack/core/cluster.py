@@ -77,7 +77,9 @@ class SparkCluster:
     and stop one a previous hub process started)."""
 
     def __init__(self, config: ClusterConfig, provisioner: Provisioner, state: dict, *,
-                 emit: Emit | None = None, on_change: Callable[[], None] | None = None):
+                 emit: Emit | None = None, on_change: Callable[[], None] | None = None,
+                 logger: logging.Logger | None = None):
+        self.log = logger or log
         self.config = config
         self.provisioner = provisioner
         self.state = state
@@ -314,13 +316,16 @@ class SparkCluster:
         """Delete every worker (in parallel), stop the master, verify nothing remains."""
         self._save(phase="stopping")
         records = self.records
+        self.log.info("stopping cluster %s: %d worker(s), master %s", self.cluster_id,
+                      len(records), self.master_url)
         if records:
             self.emit(96, f"Deleting {len(records)} worker(s)")
         remaining = await self._delete_all(records, retries)
         self._save(records=[r.to_dict() for r in remaining])
         m = self.state.get("master") or {}
         if m.get("mode") == "per-user" and m.get("run_dir"):
-            await asyncio.to_thread(LocalCluster(m["run_dir"]).stop)
+            pids = await asyncio.to_thread(LocalCluster(m["run_dir"]).stop)
+            self.log.info("stopped the Spark master of %s (pids %s)", self.cluster_id, pids)
         # verify: nothing of ours is listed by the backend any more
         try:
             left = [r for r in await self.provisioner.list_workers(

@@ -1,0 +1,361 @@
+"""SparkClusterMixin: the Spark part of the spawner, a thin adapter over the core lifecycle.
+
+Everything that matters lives in :mod:`jupyter_spark_openstack.core` (options schema,
+lifecycle, provisioners); this module translates JupyterHub's calls (``start``, ``stop``,
+``poll``, ``progress``, ``get_state``/``load_state``, the options form) to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+from tornado import web
+from traitlets import Bool, Dict, Float, Int, List, Unicode, default, validate
+from traitlets.config import LoggingConfigurable
+
+from ..core.cluster import ClusterConfig, SparkCluster, safe_id
+from ..core.errors import ClusterError, ProvisionerError, ValidationError
+from ..core.options import DEFAULT_SIZES, Limits, OptionsSchema
+from ..core.provisioners import load_provisioner_class
+
+
+class SparkClusterMixin(LoggingConfigurable):
+    """Gives each user's server a Spark cluster: a per-user master, workers from a provisioner,
+    PySpark kernelspecs wired to it. Combine with a spawner:
+    ``class MySpawner(SparkClusterMixin, SomeSpawner)``."""
+
+    # ---- provisioner ---------------------------------------------------------------------
+    provisioner = Unicode(
+        "local", config=True,
+        help="Where workers run: the name of a provisioner entry point "
+             "(group jupyter_spark_openstack.provisioners): 'local' or 'openstack'.")
+    provisioner_config = Dict(
+        config=True, help="Settings of the provisioner (see its docs); validated at first use.")
+
+    # ---- options and limits ----------------------------------------------------------------
+    worker_sizes = List(
+        Dict(), config=True,
+        help="Worker sizes offered to users: [{'name': 'small', 'cores': 1, 'memory': '1g', "
+             "'flavor': 'm1.small', 'description': '...'}]. 'flavor' is used by openstack.")
+
+    @default("worker_sizes")
+    def _default_sizes(self):
+        return [{"name": s.name, "cores": s.cores, "memory": s.memory, "description": s.description}
+                for s in DEFAULT_SIZES]
+
+    default_workers = Int(2, config=True, help="Workers preselected in the form.")
+    default_size = Unicode("", config=True, help="Size preselected in the form (default: the first).")
+    max_workers_per_user = Int(4, config=True, help="At most this many workers per user.")
+    max_cores_per_user = Int(16, config=True, help="At most this many worker cores per user.")
+    max_memory_per_user = Unicode("32g", config=True, help="At most this much worker memory per user (Spark form).")
+    max_workers_total = Int(32, config=True, help="At most this many workers on the whole hub.")
+
+    # ---- master ----------------------------------------------------------------------------
+    master_mode = Unicode(
+        "per-user", config=True,
+        help="'per-user': a Spark master process per user on the hub host (own ports, own "
+             "spark.authenticate secret). 'shared': every user's workers join shared_master_url "
+             "and spark.cores.max bounds each user (the seed recipe's setup; no per-user secret).")
+    master_host = Unicode(
+        "127.0.0.1", config=True,
+        help="Interface the per-user masters bind to; workers must reach it (for OpenStack VMs: "
+             "the hub's address on the tenant network).")
+    shared_master_url = Unicode("", config=True, help="spark://host:port, with master_mode='shared'.")
+    shared_master_webui_url = Unicode("", config=True, help="http://host:8080, with master_mode='shared'.")
+    hub_id = Unicode(
+        "jupyterhub", config=True,
+        help="Names this hub on the backend (tags, metadata, reconciliation); set it when several "
+             "hubs share one cloud project.")
+    cluster_run_dir = Unicode(
+        "", config=True,
+        help="Where per-user cluster state, logs and kernelspecs go "
+             "(default: <jupyter runtime dir>/spark-openstack/clusters).")
+    cluster_start_timeout = Float(
+        300.0, config=True,
+        help="Seconds for master + all workers to register; keep below start_timeout.")
+
+    # ---- kernels ---------------------------------------------------------------------------
+    kernel_driver_memory = Unicode("1g", config=True, help="spark.driver.memory of classic PySpark kernels.")
+    kernel_conf = Dict(config=True, help="Extra spark.* properties for the user's kernels.")
+
+    options_from_form = "simple"
+
+    # ---- class-level bookkeeping (one hub process) --------------------------------------------
+    _provisioner_cache: dict = {}
+    _workers_in_use: dict = {}
+
+    @validate("provisioner")
+    def _check_provisioner(self, proposal):
+        load_provisioner_class(proposal["value"])
+        return proposal["value"]
+
+    @validate("max_memory_per_user")
+    def _check_mem(self, proposal):
+        from ..core.models import parse_memory  # noqa: PLC0415
+
+        return parse_memory("max_memory_per_user", proposal["value"])
+
+    @validate("master_mode")
+    def _check_mode(self, proposal):
+        if proposal["value"] not in ("per-user", "shared"):
+            raise ValidationError("master_mode", proposal["value"], "'per-user' or 'shared'")
+        return proposal["value"]
+
+    # ---- built from config, once per use ------------------------------------------------------
+    @property
+    def options_schema(self) -> OptionsSchema:
+        limits = Limits.parse(max_workers_per_user=self.max_workers_per_user,
+                              max_cores_per_user=self.max_cores_per_user,
+                              max_memory_per_user=self.max_memory_per_user,
+                              max_workers_total=self.max_workers_total)
+        return OptionsSchema(self.worker_sizes, limits, self.default_workers,
+                             self.default_size or None)
+
+    def _cluster_config(self) -> ClusterConfig:
+        return ClusterConfig(
+            hub_id=self.hub_id, master_mode=self.master_mode, master_host=self.master_host,
+            shared_master_url=self.shared_master_url or None,
+            shared_master_webui_url=self.shared_master_webui_url or None,
+            start_timeout=self.cluster_start_timeout,
+            authenticate=self.master_mode == "per-user")
+
+    def _get_provisioner(self):
+        key = (self.provisioner, repr(sorted(self.provisioner_config.items())))
+        prov = SparkClusterMixin._provisioner_cache.get(key)
+        if prov is None:
+            cls = load_provisioner_class(self.provisioner)
+            prov = cls(dict(self.provisioner_config), log=self.log)
+            SparkClusterMixin._provisioner_cache[key] = prov
+        return prov
+
+    @property
+    def _cluster_base_dir(self) -> Path:
+        if self.cluster_run_dir:
+            return Path(self.cluster_run_dir)
+        from ..core.paths import runtime_root  # noqa: PLC0415
+
+        return runtime_root() / "clusters"
+
+    @property
+    def _key(self) -> str:
+        return safe_id(self.user.name, self.name or "")
+
+    # ---- the form ----------------------------------------------------------------------------
+    @default("options_form")
+    def _options_form(self):
+        def render(spawner):
+            return spawner.options_schema.render_form(spawner.orm_spawner.user_options if spawner.orm_spawner else None)
+        return render
+
+    # ---- state -------------------------------------------------------------------------------
+    _cluster: SparkCluster | None = None
+
+    def get_state(self):
+        state = super().get_state()
+        if self._cluster is not None:
+            state["cluster"] = self._cluster.get_state()
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        cstate = (state or {}).get("cluster")
+        if cstate and cstate.get("phase") != "stopped":
+            self._cluster = SparkCluster.from_state(self._cluster_config(), self._get_provisioner(),
+                                                    cstate, on_change=self._persist,
+                                                    logger=self.log)
+            SparkClusterMixin._workers_in_use[self._key] = len(cstate.get("records", []))
+
+    def clear_state(self):
+        """Called when the notebook server stopped. A cluster that is not yet deleted stays in
+        the state (LocalProcessSpawner.stop calls this *before* our cluster is torn down, and a
+        cluster whose deletion failed must still be found next time)."""
+        super().clear_state()
+        if self._cluster is not None and self._cluster.state.get("phase") == "stopped":
+            self._cluster = None
+            SparkClusterMixin._workers_in_use.pop(self._key, None)
+
+    def _persist(self) -> None:
+        """Save state to the hub database now (not only after start): every resource id is
+        recorded the moment it exists, so a hub restart can still delete it."""
+        orm = getattr(self, "orm_spawner", None)
+        db = getattr(self, "db", None)
+        if orm is None or db is None:
+            return
+        orm.state = self.get_state()
+        db.commit()
+
+    # ---- progress ----------------------------------------------------------------------------
+    def _emit(self, progress: int, message: str) -> None:
+        self._events.append({"progress": int(progress), "message": message})
+        self.log.info("[%s] %s", self._log_name, message)
+        ev = getattr(self, "_events_changed", None)
+        if ev is not None:
+            ev.set()
+
+    @property
+    def _events(self) -> list:
+        if not hasattr(self, "_event_list"):
+            self._event_list = []
+        return self._event_list
+
+    async def progress(self):
+        """Events for the hub's spawn page, as the lifecycle emits them."""
+        sent = 0
+        while True:
+            while sent < len(self._events):
+                yield self._events[sent]
+                sent += 1
+            if getattr(self, "_start_done", True) and sent >= len(self._events):
+                return
+            self._events_changed = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._events_changed.wait(), timeout=1.0)
+            except asyncio.TimeoutError:
+                pass
+
+    # ---- start / stop / poll -----------------------------------------------------------------
+    def _validated_options(self):
+        schema = self.options_schema
+        options = schema.parse(self.user_options or {})
+        in_use = sum(n for k, n in SparkClusterMixin._workers_in_use.items() if k != self._key)
+        schema.check_hub_total(options, in_use)
+        return options
+
+    async def start(self):
+        self._event_list = []
+        self._start_done = False
+        try:
+            if self._cluster is not None:  # left from a stop that failed: delete it first
+                self._emit(2, "Deleting the previous Spark cluster")
+                await self._cluster.stop()
+                self._cluster = None
+            try:
+                options = self._validated_options()
+            except ValidationError as e:
+                self._emit(100, f"Invalid options: {e}")
+                raise web.HTTPError(400, f"Invalid spawn options: {e}") from None
+            SparkClusterMixin._workers_in_use[self._key] = options.workers
+            run_dir = self._cluster_base_dir / self._key
+            self._cluster = SparkCluster.new(
+                self._cluster_config(), self._get_provisioner(), owner=self.user.name,
+                server_name=self.name or "", options=options, run_dir=run_dir,
+                emit=self._emit, on_change=self._persist, logger=self.log)
+            try:
+                await self._cluster.start()
+                self._prepare_user_files(options)
+                self._emit(95, "Starting notebook server")
+                result = await super().start()
+            except BaseException as e:
+                await self._cleanup_failed_start()
+                if isinstance(e, ValidationError):
+                    raise web.HTTPError(400, f"Invalid spawn options: {e}") from None
+                if isinstance(e, ClusterError | ProvisionerError):
+                    raise ClusterError(f"Spark cluster could not start: {e}") from None
+                raise
+            return result
+        finally:
+            self._start_done = True
+            ev = getattr(self, "_events_changed", None)
+            if ev is not None:
+                ev.set()
+
+    async def _cleanup_failed_start(self) -> None:
+        SparkClusterMixin._workers_in_use.pop(self._key, None)
+        if self._cluster is not None:
+            try:
+                await self._cluster.stop()
+            except Exception:
+                self.log.exception("cleaning up %s's cluster failed", self._log_name)
+            self._cluster = None
+            self._persist()
+
+    async def stop(self, now=False):
+        cluster = self._cluster
+        try:
+            await super().stop(now=now)
+        finally:
+            if cluster is not None:
+                await cluster.stop()  # raises if anything could not be deleted: state is kept
+            self._cluster = None
+            SparkClusterMixin._workers_in_use.pop(self._key, None)
+
+    async def poll(self):
+        status = await super().poll()
+        if status is not None:
+            return status
+        if self._cluster is not None:
+            st = await self._cluster.poll()
+            if st == "stopped":
+                self.log.warning("%s's Spark master is gone; reporting the server as stopped", self._log_name)
+                return 1
+            if st in ("degraded", "unknown"):
+                self.log.warning("%s's Spark cluster is %s", self._log_name, st)
+        return None
+
+    # ---- what the notebook server sees ---------------------------------------------------------
+    @property
+    def _user_dir(self) -> Path:
+        return self._cluster.run_dir / "user"
+
+    def _prepare_user_files(self, options) -> None:
+        """Per-user data dir (kernelspecs, secret copy) readable by the user alone."""
+        from .kernels import write_user_kernelspecs  # noqa: PLC0415
+
+        udir = self._user_dir
+        udir.mkdir(parents=True, exist_ok=True)
+        os.chmod(udir, 0o700)
+        write_user_kernelspecs(self, self._cluster, options, udir)
+        self._chown_user_tree(udir)
+
+    def _chown_user_tree(self, path: Path) -> None:
+        """With real system users (LocalProcessSpawner as root), hand the dir to the user."""
+        if os.geteuid() != 0:
+            return
+        try:
+            import pwd  # noqa: PLC0415
+
+            pw = pwd.getpwnam(self.user.name)
+        except (KeyError, ImportError):
+            return
+        if pw.pw_uid == 0:
+            return
+        os.chown(path.parent, pw.pw_uid, pw.pw_gid)  # traverse the run dir
+        os.chmod(path.parent, 0o711)
+        for p in [path, *path.rglob("*")]:
+            os.chown(p, pw.pw_uid, pw.pw_gid)
+
+    def get_env(self):
+        env = super().get_env()
+        c = self._cluster
+        if c is not None and c.master_url:
+            env["SPARK_OPENSTACK_MASTER_URL"] = c.master_url
+            env["SPARK_OPENSTACK_MASTER_WEBUI_URL"] = c.webui_url or ""
+            conn = (c.state.get("connect") or {}).get("url")
+            if conn:
+                env["SPARK_OPENSTACK_CONNECT_URL"] = conn
+            jpath = str(self._user_dir / "jupyter")
+            env["JUPYTER_PATH"] = os.pathsep.join(p for p in (jpath, env.get("JUPYTER_PATH", "")) if p)
+            env["SPARK_OPENSTACK_CLUSTER"] = f"{c.state['workers']} workers · {c.state['cores']} cores"
+        return env
+
+    def _admin_scopes(self, spawner) -> list[str]:
+        scopes = ["users:activity!user", "access:servers!server"]
+        if getattr(spawner.user, "admin", False):
+            scopes += ["list:users", "read:users", "read:servers", "admin:server_state", "servers"]
+        return scopes
+
+    @default("server_token_scopes")
+    def _default_server_token_scopes(self):
+        return self._admin_scopes
+
+    @property
+    def cluster_summary(self) -> dict | None:
+        if self._cluster is None:
+            return None
+        s = self._cluster.state
+        return {"workers": s["workers"], "cores": s["cores"], "memory_mb": s["memory_mb"],
+                "started_at": s.get("started_at"), "master_url": self._cluster.master_url,
+                "age_seconds": (time.time() - s["started_at"]) if s.get("started_at") else None}

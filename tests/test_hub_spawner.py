@@ -1,0 +1,129 @@
+"""The spawner against a real JupyterHub process (Python configurable-http-proxy, sqlite,
+DummyAuthenticator) with the local provisioner: real Spark masters and workers per user."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from jupyter_spark_openstack.core.spark.master_client import fetch_master_state
+from jupyter_spark_openstack.demo.client import HubClient
+from jupyter_spark_openstack.demo.hubconfig import write_hub_config
+from jupyter_spark_openstack.demo.hubprocess import HubProcess, kill_processes, processes_under
+
+pytestmark = [pytest.mark.hub, pytest.mark.spark]
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    d = tmp_path_factory.mktemp("hub")
+    info = write_hub_config(d, spawner_overrides={"max_workers_total": 4,
+                                                   "cluster_start_timeout": 240.0})
+    h = HubProcess(info).start()
+    h.client = HubClient(info["url"], info["api_token"])
+    try:
+        yield h
+    finally:
+        h.stop()
+        left = processes_under(d)
+        kill_processes(left)
+        assert not left, f"processes left after the hub stopped: {[p.cmdline()[:3] for p in left]}"
+
+
+def _cluster_state(hub, user):
+    r = hub.client.api("GET", f"/users/{user}")
+    r.raise_for_status()
+    return (r.json()["servers"].get("") or {}).get("state", {}).get("cluster")
+
+
+def _user_procs(hub, user):
+    return processes_under(Path(hub.info["dir"]) / "clusters" / user)
+
+
+def test_login_over_http_and_the_options_form(hub):
+    s = hub.client.login("alice", hub.info["password"])
+    r = s.get(hub.url + "/hub/spawn/alice", timeout=30)
+    assert r.status_code == 200
+    assert 'name="workers"' in r.text and 'name="size"' in r.text
+    assert "medium (2 cores, 2 GB)" in r.text
+
+
+@pytest.mark.parametrize("options, field, allowed", [
+    ({"workers": 99}, "workers", "from 1 to 4"),
+    ({"workers": "two"}, "workers", "from 1 to 4"),
+    ({"workers": 0}, "workers", "from 1 to 4"),
+    ({"size": "huge"}, "size", "one of small, medium"),
+    ({"workers": 2, "gpus": 1}, "gpus", "only the options workers, size"),
+    ({"workers": 5, "size": "medium"}, "workers", "from 1 to 4"),
+])
+def test_invalid_options_are_refused_with_the_field_and_range(hub, options, field, allowed):
+    r = hub.client.spawn("mallory", options)
+    assert r.status_code == 400, r.text
+    msg = r.json()["message"]
+    assert msg.startswith("Invalid spawn options: " + field), msg
+    assert allowed in msg
+    assert not _user_procs(hub, "mallory")
+    assert hub.client.server("mallory") is None
+
+
+def test_spawn_progress_job_and_teardown(hub):
+    c = hub.client
+    r = c.spawn("alice", {"workers": 2, "size": "small"})
+    assert r.status_code in (201, 202), r.text
+    events = c.progress("alice")
+    messages = [e["message"] for e in events]
+    assert "Starting Spark master" in messages
+    assert any(m.startswith("Requested 2 workers") for m in messages)
+    assert "Worker 1/2 registered" in messages and "Worker 2/2 registered" in messages
+    assert "Starting notebook server" in messages
+    assert events[-1].get("ready"), events[-1]
+    c.wait_ready("alice")
+
+    cluster = _cluster_state(hub, "alice")
+    assert cluster["workers"] == 2 and len(cluster["records"]) == 2
+    master = fetch_master_state(cluster["master"]["webui_url"])
+    assert len(master.alive_workers) == 2
+
+    specs = c.kernelspecs("alice")["kernelspecs"]
+    assert specs["pyspark"]["spec"]["display_name"].endswith("(2 workers · 2 cores)")
+    kernel_json = json.dumps(specs["pyspark"]["spec"])
+    secret = Path(cluster["secret_file"]).read_text().strip()
+    assert secret and secret not in kernel_json
+    secret_copy = Path(specs["pyspark"]["spec"]["env"]["SPARK_OPENSTACK_SECRET_FILE"])
+    assert stat.S_IMODE(secret_copy.stat().st_mode) == 0o600
+    assert secret not in hub.log_path.read_text()
+
+    classic = "pyspark-classic" if "pyspark-classic" in specs else "pyspark"
+    kid = c.start_kernel("alice", classic)
+    try:
+        res = c.execute("alice", kid, "print(sc.parallelize(range(1000)).sum())")
+        assert res["error"] is None, res
+        assert "499500" in res["text"]
+        apps = fetch_master_state(cluster["master"]["webui_url"]).active_apps
+        assert len(apps) == 1 and "alice" in apps[0].name
+        assert apps[0].cores == 2
+    finally:
+        c.delete_kernel("alice", kid)
+
+    c.stop("alice")
+    assert not _user_procs(hub, "alice")
+    assert not list((Path(hub.info["dir"]) / "provisioner").glob("*alice*/workers/*.json"))
+
+
+def test_hub_wide_worker_limit(hub):
+    c = hub.client
+    r = c.spawn("bob", {"workers": 3})
+    assert r.status_code in (201, 202), r.text
+    try:
+        c.wait_ready("bob")
+        r = c.spawn("carol", {"workers": 2})
+        assert r.status_code == 400
+        assert "at most 1 now: the hub runs 3 of its 4 workers" in r.json()["message"]
+    finally:
+        c.stop("bob")
+    assert not _user_procs(hub, "bob")
