@@ -93,7 +93,7 @@ function appItem(a: IApp): HTMLElement {
     h(
       'span',
       { class: 'jso-app-meta' },
-      ` ${a.cores} cores · ${formatMemory(a.memory_per_executor_mb)}/executor · ${dur}`
+      ` ${a.cores} core${a.cores === 1 ? '' : 's'} · ${formatMemory(a.memory_per_executor_mb)}/executor · ${dur}`
     )
   );
 }

@@ -33,6 +33,14 @@ function setup(statusFor: (n: number) => number = () => 200) {
 
 const tick = () => new Promise(r => setTimeout(r, 20));
 
+/** Wait until cond() holds (the machine may be busy: no fixed sleeps for positive checks). */
+async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond() && Date.now() < end) {
+    await new Promise(r => setTimeout(r, 5));
+  }
+}
+
 describe('DeadKernelWatcher', () => {
   it('fetches the diagnosis and shows it once when a PySpark kernel dies', async () => {
     const { watcher, requested, shown } = setup();
@@ -42,6 +50,7 @@ describe('DeadKernelWatcher', () => {
     ctx.statusChanged.emit('autorestarting');
     ctx.statusChanged.emit('dead');
     ctx.connectionStatusChanged.emit('disconnected');
+    await waitFor(() => shown.length === 1);
     await tick();
     expect(requested).toEqual(['spark-openstack/api/kernels/k1/diagnostics']);
     expect(shown.length).toBe(1);
@@ -50,7 +59,7 @@ describe('DeadKernelWatcher', () => {
     // alive again, then dead again: a new episode
     ctx.statusChanged.emit('idle');
     ctx.statusChanged.emit('dead');
-    await tick();
+    await waitFor(() => shown.length === 2);
     expect(shown.length).toBe(2);
   });
 
@@ -86,7 +95,7 @@ describe('DeadKernelWatcher', () => {
       header: { msg_type: 'error' },
       content: { ename: 'PySparkRuntimeError', evalue: '[JAVA_GATEWAY_EXITED] Java gateway process exited before sending its port number.', traceback: [] }
     });
-    await tick();
+    await waitFor(() => shown.length === 1);
     expect(shown.length).toBe(1);
     expect(shown[0][1]).toBe('SparkSession failed');
   });
@@ -96,7 +105,7 @@ describe('DeadKernelWatcher', () => {
     let ctx = new FakeContext('k4', 'pyspark');
     s.watcher.watch(ctx);
     ctx.statusChanged.emit('dead');
-    await tick();
+    await waitFor(() => s.shown.length === 1);
     expect(s.requested.length).toBe(2);
     expect(s.shown[0][0].category).toBe('missing-ipykernel');
 
@@ -104,7 +113,7 @@ describe('DeadKernelWatcher', () => {
     ctx = new FakeContext('k5', 'pyspark');
     s.watcher.watch(ctx);
     ctx.statusChanged.emit('dead');
-    await tick();
+    await waitFor(() => s.shown.length === 1);
     expect(s.requested.length).toBe(3);
     expect(s.shown[0][0].category).toBe('unknown');
     expect(s.shown[0][0].kernel_id).toBe('k5');
@@ -124,7 +133,8 @@ describe('DeadKernelWatcher', () => {
     const ctx = new FakeContext('k6', 'pyspark');
     watcher.watch(ctx);
     ctx.statusChanged.emit('starting');
-    await new Promise(r => setTimeout(r, 100));
+    await waitFor(() => shown.length === 1);
+    await tick();
     expect(shown.length).toBe(1);
     expect(shown[0][0].category).toBe('missing-ipykernel');
     expect(shown[0][1]).toBe('kernel failed to start');
