@@ -44,6 +44,9 @@ test-fast: install
 demo: check-java install
 	$(PY) -m jupyter_spark_openstack.demo
 
+demo-openstack: check-java install
+	$(PY) -m jupyter_spark_openstack.demo --provisioner openstack
+
 bench: check-java install
 	$(PY) bench/run_all.py
 

@@ -1,0 +1,93 @@
+"""A real JupyterHub with the ``openstack`` provisioner against the emulator (in this test
+process): spawn through the REST API, workers booted by the emulator's cloud-init as real
+Spark workers, a job in the user's kernel, stop leaves no server; an injected fault fails the
+spawn with Nova's message and leaves nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jupyter_spark_openstack.demo.client import HubClient
+from jupyter_spark_openstack.demo.hubconfig import write_hub_config
+from jupyter_spark_openstack.demo.hubprocess import HubProcess, kill_processes, processes_under
+from jupyter_spark_openstack.testing.emulator.demo import start_demo_emulator
+
+pytestmark = [pytest.mark.hub, pytest.mark.spark]
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    d = tmp_path_factory.mktemp("hub-openstack")
+    emu, prov_cfg, extra = start_demo_emulator(d, boot_delay=1.0)
+    prov_cfg["retry_backoff"] = 0.1
+    info = write_hub_config(d / "hub", provisioner="openstack", provisioner_config=prov_cfg,
+                            extra=extra, spawner_overrides={"cluster_start_timeout": 240.0,
+                                                            "hub_id": "hubtest"})
+    hub = HubProcess(info).start()
+    hub.client = HubClient(info["url"], info["api_token"])
+    try:
+        yield hub, emu
+    finally:
+        hub.stop()
+        emu.stop()
+        left = processes_under(d)
+        kill_processes(left)
+        assert not left, f"processes left: {[p.cmdline()[:3] for p in left]}"
+
+
+def _cluster_state(hub, user):
+    r = hub.client.api("GET", f"/users/{user}")
+    r.raise_for_status()
+    return (r.json()["servers"].get("") or {}).get("state", {}).get("cluster")
+
+
+def test_spawn_on_openstack_job_and_stop(cloud):
+    hub, emu = cloud
+    c = hub.client
+    r = c.spawn("alice", {"workers": 2, "size": "small"})
+    assert r.status_code in (201, 202), r.text
+    events = c.progress("alice")
+    messages = [e["message"] for e in events]
+    assert any(m.startswith("Requested 2 workers") for m in messages), messages
+    assert "Worker 2/2 registered" in messages
+    assert events[-1].get("ready"), events[-1]
+    c.wait_ready("alice")
+    servers = emu.servers()
+    assert len(servers) == 2
+    assert {s["metadata"]["spark_openstack_owner"] for s in servers} == {"alice"}
+    assert {s["metadata"]["spark_openstack_hub"] for s in servers} == {"hubtest"}
+    assert {s["flavor"] for s in servers} == {"m1.small"}
+    cluster = _cluster_state(hub, "alice")
+    assert sorted(r["id"] for r in cluster["records"]) == sorted(s["id"] for s in servers)
+    # no cloud credential and no hub token in the user-data, nor in the notebook's environment
+    clouds_yaml = Path(emu.run_dir).parent / "clouds.yaml"
+    password = __import__("yaml").safe_load(clouds_yaml.read_text())["clouds"]["emulator"]["auth"]["password"]
+    for s in servers:
+        assert password not in s["user_data"] and hub.token not in s["user_data"]
+    kid = c.start_kernel("alice", "pyspark-classic")
+    try:
+        res = c.execute("alice", kid, "import os\nprint(sc.parallelize(range(1000)).sum(), "
+                                      "any('OS_PASSWORD' in k or 'OS_AUTH' in k for k in os.environ))")
+        assert res["error"] is None, res
+        assert "499500 False" in res["text"]
+    finally:
+        c.delete_kernel("alice", kid)
+    c.stop("alice")
+    assert emu.servers() == [] and emu.worker_processes() == []
+
+
+def test_injected_fault_fails_the_spawn_with_novas_message(cloud):
+    hub, emu = cloud
+    emu.add_fault(action="boot_error", count=1,
+                  message="No valid host was found. There are not enough hosts available.")
+    c = hub.client
+    r = c.spawn("bob", {"workers": 2, "size": "small"})
+    assert r.status_code in (201, 202, 500), r.text
+    events = c.progress("bob") if r.status_code != 500 else []
+    text = "\n".join(e.get("message", "") for e in events) + r.text
+    assert "No valid host was found" in text, text
+    srv = c.server("bob")
+    assert not srv or not srv.get("ready")
+    assert emu.servers() == [] and emu.worker_processes() == []
