@@ -300,6 +300,19 @@ def test_other_or_no_token_refused_without_hang(specs, spec, message):
 
 
 @pytest.mark.spark
+def test_doctor_checks_server_token_and_executors_python(specs):
+    def env_of(name):
+        return json.loads((specs / "share" / "jupyter" / "kernels" / name / "kernel.json").read_text())["env"]
+
+    ok = cc.doctor_checks("connect-a", env_of("connect-a"))
+    assert [c["status"] for c in ok] == ["ok", "ok"], ok
+    assert "Python UDFs run" in ok[1]["message"] and "pyarrow" in ok[1]["message"]
+    bad = cc.doctor_checks("connect-b", env_of("connect-b"))
+    assert [c["status"] for c in bad] == ["fail"]
+    assert "refused the token" in bad[0]["message"] and bad[0]["fix"]
+
+
+@pytest.mark.spark
 def test_stop_stops_the_connect_server(connect_cluster, kernel_a):
     cluster, state = connect_cluster
     rec = state["connect"]

@@ -32,6 +32,7 @@ import stat
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import ClusterError, ValidationError
@@ -377,3 +378,117 @@ def check_executor_python(python: str, timeout: float = 60.0) -> dict:
                        f"Python {info['python_version']}, pyspark {info['pyspark']}, pyarrow {info['pyarrow']}"))
     return info
 
+
+_EXECUTOR_PROBE = r"""
+import json, os, sys
+os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"
+from pyspark.sql.connect.client.core import DefaultChannelBuilder
+from pyspark.sql.connect.session import SparkSession
+from pyspark.sql.functions import udf
+
+def versions(_):
+    import json, sys
+    out = {"python": "%d.%d" % sys.version_info[:2], "executable": sys.executable}
+    for m in ("pyspark", "pyarrow"):
+        try:
+            out[m] = __import__(m).__version__
+        except Exception as e:
+            out[m] = None
+    return json.dumps(out)
+
+cb = DefaultChannelBuilder(sys.argv[1])
+tok = os.environ.pop("SPARK_CONNECT_AUTHENTICATE_TOKEN", None)
+if tok:
+    cb.set("token", tok)
+spark = SparkSession.builder.channelBuilder(cb).create()
+try:
+    row = spark.range(1).select(udf(versions, "string")("id")).collect()[0][0]
+finally:
+    spark.stop()
+import pyspark
+print(json.dumps({"executor": json.loads(row), "kernel": {
+    "python": "%d.%d" % sys.version_info[:2], "pyspark": pyspark.__version__}}))
+"""
+
+
+def check_connect_executors(url: str, token: str | None, kernel_python: str | None = None,
+                            timeout: float = 90.0) -> dict:
+    """For ``doctor``: run a Python UDF through the Connect server from ``kernel_python`` (the
+    kernel's interpreter) and compare the executors' Python, pyspark and pyarrow with the
+    kernel's. ``{"ok", "category", "message", "executor", "kernel"}``; never raises.
+
+    UDFs run in the executors' Python (``PYSPARK_PYTHON`` of the server); it needs pyspark and
+    pyarrow and the kernel's Python minor version."""
+    import json  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+
+    base = check_connect(url, token, timeout=min(10.0, timeout))
+    if not base["ok"]:
+        return {**base, "executor": None, "kernel": None}
+    python = kernel_python or sys.executable
+    env = {k: v for k, v in os.environ.items() if k not in ("SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED")}
+    if token:
+        env[TOKEN_ENV] = token  # the child's environment, not its command line
+    try:
+        res = subprocess.run([python, "-c", _EXECUTOR_PROBE, url], capture_output=True, text=True,
+                             timeout=timeout, env=env)
+        info = json.loads(res.stdout.strip().splitlines()[-1])
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "category": "connect-unreachable", "executor": None, "kernel": None,
+                "message": f"a Python UDF through {url} gave no result within {timeout:.0f}s "
+                           "(no executors? see the Connect server's log)"}
+    except (OSError, ValueError, IndexError):
+        tail = (res.stderr.strip().splitlines() or ["no output"])[-1] if "res" in locals() else "could not run"
+        return {"ok": False, "category": "unknown", "executor": None, "kernel": None,
+                "message": f"a Python UDF through {url} failed: {tail}"}
+    ex, ke = info["executor"], info["kernel"]
+    problems = []
+    if ex["python"] != ke["python"]:
+        problems.append(f"executors run Python {ex['python']} ({ex['executable']}), the kernel {ke['python']}")
+    for m in ("pyspark", "pyarrow"):
+        if not ex.get(m):
+            problems.append(f"{m} is missing in the executors' Python {ex['executable']}")
+    if ex.get("pyspark") and ex["pyspark"] != ke["pyspark"]:
+        problems.append(f"executors have pyspark {ex['pyspark']}, the kernel {ke['pyspark']}")
+    return {"ok": not problems, "category": "version-mismatch" if problems else None,
+            "executor": ex, "kernel": ke,
+            "message": "; ".join(problems) if problems else
+            (f"Python UDFs run: executors' Python {ex['python']} ({ex['executable']}), "
+             f"pyspark {ex['pyspark']}, pyarrow {ex['pyarrow']}")}
+
+
+def doctor_checks(name: str, env: Mapping[str, str], kernel_python: str | None = None,
+                  timeout: float = 5.0, udf_timeout: float = 90.0) -> list[dict]:
+    """Doctor checks for one Connect kernelspec (its ``env``): the server answers and accepts
+    the token, and Python UDFs run with matching versions. Each item has the fields of
+    :class:`jupyter_spark_openstack.core.doctor.Check`: ``name``, ``status`` (ok/fail),
+    ``message``, ``fix``."""
+    from ..kernelspec import ENV_CONNECT_TOKEN_FILE, ENV_CONNECT_URL  # noqa: PLC0415
+
+    url = env.get(ENV_CONNECT_URL)
+    if not url:
+        return []
+    host, port = _host_port(url)
+    url = client_url(port) if host in LOOPBACK_HOSTS else url
+    try:
+        token = read_token_file(env[ENV_CONNECT_TOKEN_FILE]) if env.get(ENV_CONNECT_TOKEN_FILE) \
+            else env.get(TOKEN_ENV)
+    except ConnectError as e:
+        return [{"name": f"kernelspec:{name}:connect", "status": "fail", "message": str(e),
+                 "fix": "restart your server from the hub, or reinstall the kernelspec with "
+                        "--connect-token-file pointing at the cluster's connect.token"}]
+    c = check_connect(url, token, timeout=timeout)
+    if not c["ok"]:
+        fix = ("the token is not this server's: reinstall the kernelspec with the server's token "
+               "file" if c["category"] == "connect-auth-failed" else
+               "start the Connect server (cluster start --connect, or restart your server "
+               "from the hub) and check its log RUN_DIR/logs/connect.log")
+        return [{"name": f"kernelspec:{name}:connect", "status": "fail", "message": c["message"], "fix": fix}]
+    out = [{"name": f"kernelspec:{name}:connect", "status": "ok", "message": c["message"], "fix": ""}]
+    e = check_connect_executors(url, token, kernel_python, timeout=udf_timeout)
+    out.append({"name": f"kernelspec:{name}:executor-python", "status": "ok" if e["ok"] else "fail",
+                "message": e["message"],
+                "fix": "" if e["ok"] else "start the Connect server with PYSPARK_PYTHON (and "
+                       "spark.executorEnv.PYSPARK_PYTHON) set to a Python of the kernel's minor "
+                       "version that has pyspark and pyarrow"})
+    return out
