@@ -63,12 +63,16 @@ function workerRow(w: IWorker): HTMLElement {
   return h(
     'tr',
     { class: 'jso-worker', 'data-worker-id': w.id },
-    h('td', { class: 'jso-worker-host', title: w.id }, w.host),
-    h('td', { class: `jso-worker-state jso-worker-${alive ? 'alive' : 'other'}` }, w.state),
-    h('td', {}, bar(w.cores_used, w.cores, `${w.cores_used}/${w.cores} cores`)),
     h(
       'td',
-      {},
+      { class: 'jso-worker-id', title: w.id },
+      h('div', { class: 'jso-worker-host' }, w.host),
+      h('div', { class: `jso-worker-state jso-worker-${alive ? 'alive' : 'other'}` }, w.state)
+    ),
+    h(
+      'td',
+      { class: 'jso-worker-usage' },
+      bar(w.cores_used, w.cores, `${w.cores_used}/${w.cores} cores`),
       bar(
         w.memory_used_mb,
         w.memory_mb,
@@ -172,7 +176,7 @@ export function renderCluster(info: IClusterInfo | null, error?: string | null):
       h(
         'table',
         { class: 'jso-workers' },
-        h('thead', {}, h('tr', {}, h('th', {}, 'Host'), h('th', {}, 'State'), h('th', {}, 'Cores'), h('th', {}, 'Memory'))),
+        h('thead', {}, h('tr', {}, h('th', {}, 'Worker'), h('th', {}, 'Usage'))),
         h('tbody', {}, ...info.workers.map(workerRow))
       )
     );
