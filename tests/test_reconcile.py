@@ -127,3 +127,61 @@ async def test_run_forever_backs_off_on_api_errors_then_cleans_up(emu, tmp_path,
         assert [c.status for c in emu.calls(kind="servers.list")][:2] == [503, 503]
     finally:
         await p.close()
+
+
+CRASHING_HUB = """
+import asyncio, sys, time
+from jupyter_spark_openstack.core.provisioners.base import WorkerSpec
+from jupyter_spark_openstack.core.provisioners.openstack import OpenStackProvisioner
+from jupyter_spark_openstack.testing.emulator.helpers import provisioner_config
+
+async def main(cfg):
+    p = OpenStackProvisioner(cfg)
+    specs = [WorkerSpec(hub_id="hub1", owner="dave", cluster_id="hub1-dave", name=f"hub1-dave-w{i}",
+                        index=i, cores=1, memory="1g", master_url="spark://127.0.0.1:7077",
+                        size="small") for i in (1, 2, 3)]
+    await asyncio.gather(*(p.request_worker(s) for s in specs))
+    print("requested", flush=True)
+    await asyncio.sleep(3600)   # "waiting for registration" when the hub is killed
+
+import json
+asyncio.run(main(json.loads(sys.argv[1])))
+"""
+
+
+async def test_hub_process_killed_mid_spawn_then_reconciled(emu, tmp_path, caplog):
+    """A real process (the "hub") requests workers and is SIGKILLed mid-spawn: its records die
+    with it. A fresh provisioner + reconciler (the restarted hub, knowing no cluster of dave)
+    finds the servers by their tag and deletes them."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    caplog.set_level(logging.INFO, logger="jupyter_spark_openstack.reconcile")
+    cfg = provisioner_config(emu, tmp_path / "clouds.yaml")
+    proc = subprocess.Popen([sys.executable, "-c", CRASHING_HUB, json.dumps(cfg)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "requested"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+    orphans = sorted(s["id"] for s in emu.servers())
+    assert len(orphans) == 3
+    p = await _provisioner(emu, tmp_path)
+    try:
+        async def known():
+            return set()   # the restarted hub has no running or pending server of dave
+
+        r = await Reconciler(p, "hub1", known, grace=0).run_once()
+        assert sorted(r.deleted) == orphans
+        assert emu.servers() == []
+        for oid in orphans:
+            assert f"({oid}) of user dave" in caplog.text
+    finally:
+        await p.close()
