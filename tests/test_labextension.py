@@ -79,3 +79,39 @@ def test_built_extension_is_current_and_listed_enabled_ok():
     out = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
     line = next((ln for ln in out.splitlines() if "jupyter-spark-openstack" in ln), "")
     assert re.search(r"jupyter-spark-openstack v\S+ enabled\s+OK", line), out
+
+
+def test_wheel_installs_the_extension_where_jupyterlab_finds_it(tmp_path):
+    """`pip install .` path: the wheel carries the built extension as data files under
+    share/jupyter/labextensions (and the server-extension config under etc/jupyter), and a
+    JupyterLab whose data path has that prefix lists the extension as enabled and OK."""
+    import zipfile
+
+    wheels = tmp_path / "wheels"
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "-q",
+                           "-w", str(wheels)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (whl,) = wheels.glob("jupyter_spark_openstack-*.whl")
+    names = zipfile.ZipFile(whl).namelist()
+    data = "jupyter_spark_openstack-{}.data/data/".format(whl.name.split("-")[1])
+    ext = data + "share/jupyter/labextensions/jupyter-spark-openstack/"
+    assert ext + "package.json" in names
+    built = json.loads((BUILT / "package.json").read_text())
+    assert ext + built["jupyterlab"]["_build"]["load"] in names
+    assert data + "etc/jupyter/jupyter_server_config.d/jupyter_spark_openstack.json" in names
+
+    prefix = tmp_path / "prefix"
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q",
+                           "--prefix", str(prefix), str(whl)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    share = prefix / "share" / "jupyter"
+    assert (share / "labextensions" / "jupyter-spark-openstack" / "package.json").is_file()
+    proc = subprocess.run([str(VENV_BIN / "jupyter"), "labextension", "list"], capture_output=True,
+                          text=True, timeout=120,
+                          env={**os.environ, "JUPYTER_PATH": str(share), "NO_COLOR": "1"})
+    out = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
+    section = out.split(str(share / "labextensions"), 1)
+    assert len(section) == 2, out
+    first = section[1].split("\n/", 1)[0]  # up to the next data directory
+    assert re.search(r"jupyter-spark-openstack v\S+ enabled\s+OK", first), out
