@@ -120,11 +120,19 @@ def test_executor_python_check():
 def connect_cluster(tmp_path_factory):
     from jupyter_spark_openstack.core.localcluster import LocalCluster
 
-    cluster = LocalCluster(tmp_path_factory.mktemp("connect-cluster"))
-    state = cluster.start(workers=1, worker_cores=2, worker_memory="1g", connect=True,
-                          connect_options={"driver_memory": "512m",
-                                           "conf": {"spark.executor.memory": "512m"}})
+    run_dir = tmp_path_factory.mktemp("connect-cluster")
+    cluster = LocalCluster(run_dir)
+    # `cluster start --connect` -> LocalCluster.start(connect=True): one run, both layers
+    res = subprocess.run([*CLI, "cluster", "start", "--run-dir", str(run_dir), "--workers", "1",
+                          "--worker-cores", "2", "--worker-memory", "1g", "--connect",
+                          "--connect-driver-memory", "512m",
+                          "--connect-conf", "spark.executor.memory=512m"],
+                         capture_output=True, text=True, timeout=300)
     try:
+        assert res.returncode == 0, res.stderr
+        state = cluster.load_state()
+        assert res.stdout.splitlines() == [state["master_url"], state["connect"]["url"],
+                                           f"token file: {state['connect']['token_file']}"]
         yield cluster, state
     finally:
         cluster.stop()
@@ -224,6 +232,12 @@ def kernel_a(specs):
 @pytest.mark.spark
 def test_token_never_on_a_command_line_or_in_state(connect_cluster):
     cluster, state = connect_cluster
+    status = json.loads(subprocess.run([*CLI, "cluster", "status", "--json", "--run-dir",
+                                        str(cluster.run_dir)], capture_output=True, text=True,
+                                       timeout=60).stdout)
+    assert status["connect"]["running"] and status["connect"]["url"] == state["connect"]["url"]
+    assert state["connect"]["url"].startswith("sc://localhost:")
+    assert state["connect"]["driver_memory"] == "512m"
     token = cc.read_token_file(state["connect"]["token_file"])
     assert cc.is_running(state["connect"])
     for p in psutil.process_iter(["cmdline"]):
