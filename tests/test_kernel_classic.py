@@ -181,3 +181,40 @@ def test_session_properties_secret_and_loopback_binding(tmp_path):
     secret.write_text("")
     with pytest.raises(RuntimeError, match="secret file .* is empty"):
         session_properties(env, "a")
+
+
+@pytest.mark.spark
+def test_kernel_authenticates_with_the_secret_file_without_exposing_it(tmp_path):
+    """A cluster with spark.authenticate: the kernel reads the secret from its file; the secret
+    is on no command line and its properties file is gone once the session is up."""
+    from jupyter_spark_openstack.core.localcluster import LocalCluster
+
+    secret = "s3cr3t-" + uuid.uuid4().hex
+    secret_file = tmp_path / "spark-secret"
+    secret_file.write_text(secret + "\n")
+    secret_file.chmod(0o600)
+    cluster = LocalCluster(tmp_path / "auth-cluster")
+    state = cluster.start(workers=1, worker_cores=1, worker_memory="1g", secret=secret)
+    try:
+        settings = KernelSettings.parse(master=state["master_url"], name="pyspark-auth",
+                                        executor_memory="512m", cores_max=1,
+                                        secret_file=str(secret_file))
+        spec_text = (install_kernelspec(settings, prefix=tmp_path / "spec") / "kernel.json").read_text()
+        assert secret not in spec_text
+        with running_kernel(tmp_path, settings) as k:
+            reply, result, _ = execute(k["kc"], "sc.parallelize(range(100), 2).sum()")
+            assert reply["status"] == "ok", reply
+            assert result == "4950"
+            reply, result, _ = execute(k["kc"], "sc.getConf().get('spark.authenticate')")
+            assert result == "'true'"
+            log_text = k["log"].read_text()
+            jvm_pid = int(re.search(r"driver JVM pid (\d+)", log_text).group(1))
+            cmdline = " ".join(psutil.Process(jvm_pid).cmdline())
+            assert "spark.authenticate.secret" not in cmdline and secret not in cmdline
+            scratch = re.search(r"-Djava\.io\.tmpdir=(\S+?)\"", log_text).group(1)
+            assert os.path.isdir(scratch)
+            assert not os.path.exists(os.path.join(scratch, "driver.properties"))
+            assert secret not in log_text
+        assert not os.path.exists(scratch)
+    finally:
+        cluster.stop()

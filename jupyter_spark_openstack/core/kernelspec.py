@@ -44,7 +44,8 @@ def logo_dir() -> Path | None:
     """The directory with the kernelspec logos (``kernels/pyspark`` of this project)."""
     candidates = [
         Path(__file__).resolve().parents[2] / "kernels" / "pyspark",           # source / editable
-        Path(sys.prefix) / "share" / "jupyter-spark-openstack" / "kernels" / "pyspark",  # wheel
+        # wheel / non-editable install: setup.cfg data_files (setuptools turns '-' into '_')
+        Path(sys.prefix) / "share" / "jupyter_spark_openstack" / "kernels" / "pyspark",
     ]
     for c in candidates:
         if (c / "logo-64x64.png").is_file():
@@ -86,8 +87,9 @@ def build_kernel_json(settings: KernelSettings, *, python: str | None = None,
     env[ENV_CONF] = json.dumps(settings.spark_conf(), sort_keys=True)
     if settings.secret_file:
         env[ENV_SECRET_FILE] = os.path.abspath(settings.secret_file)
-    if settings.connect_url:
-        env[ENV_CONNECT_URL] = settings.connect_url
+    # Always set, empty for a classic kernel: a notebook server started by the spawner has
+    # SPARK_OPENSTACK_CONNECT_URL in its own environment, which kernels would inherit.
+    env[ENV_CONNECT_URL] = settings.connect_url or ""
     if settings.connect_token_file:
         env[ENV_CONNECT_TOKEN_FILE] = os.path.abspath(settings.connect_token_file)
     if settings.webui_url:

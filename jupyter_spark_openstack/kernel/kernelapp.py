@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -58,6 +59,12 @@ class SparkKernelApp(IPKernelApp):
         except BaseException:
             log.exception("kernel initialisation failed")
             raise
+        if log_path is not None:
+            # the kernel app's own warnings and errors (what it prints on stderr) go there too
+            tee = logging.FileHandler(log_path, encoding="utf-8")
+            tee.setLevel(logging.WARNING)
+            tee.setFormatter(log.handlers[0].formatter)
+            self.log.addHandler(tee)
         if self.kernel is not None and getattr(self.kernel, "shell", None) is not None:
             self._install_names(self.kernel.shell)
         if os.environ.get(ENV_EAGER, "").strip().lower() in ("1", "true", "yes"):
