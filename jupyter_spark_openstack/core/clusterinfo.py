@@ -111,8 +111,9 @@ def resolve_master(*, master_url: str | None = None, master_webui_url: str | Non
     specs = pyspark_kernelspecs() if kernelspecs is None else kernelspecs
     for name, spec in specs.items():
         meta = (spec.get("metadata") or {}).get(METADATA_KEY) or {}
-        m = meta.get("master_url") or (spec.get("env") or {}).get("SPARK_OPENSTACK_MASTER") or None
-        w = meta.get("webui_url") or None
+        kenv = spec.get("env") or {}
+        m = meta.get("master_url") or kenv.get(ENV_MASTER_URL) or None
+        w = meta.get("webui_url") or kenv.get("SPARK_OPENSTACK_WEBUI_URL") or None
         if m and not str(m).startswith("spark://"):
             m_ok = None  # local[*] kernels have no master to show
         else:

@@ -92,7 +92,7 @@ def kernelspec_master(spec: Mapping) -> str | None:
     if meta.get("master_url"):
         return str(meta["master_url"])
     env = spec.get("env") or {}
-    for key in ("SPARK_OPENSTACK_MASTER", "SPARK_MASTER", "MASTER"):
+    for key in ("SPARK_OPENSTACK_MASTER_URL", "SPARK_MASTER", "MASTER"):
         if env.get(key):
             return str(env[key])
     args = shlex.split(env.get("PYSPARK_SUBMIT_ARGS", "")) if env.get("PYSPARK_SUBMIT_ARGS") else []

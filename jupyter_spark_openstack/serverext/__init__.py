@@ -39,6 +39,7 @@ class SparkServerState:
         self._target_at = float("-inf")
         self._cache: MasterStateCache | None = None
         self._connect: tuple[float, dict | None] = (float("-inf"), None)
+        self._http = None
 
     def target(self) -> MasterTarget:
         now = time.monotonic()
@@ -64,6 +65,15 @@ class SparkServerState:
             self._cache = MasterStateCache(t.webui_url, refresh_interval=self.config.refresh_interval,
                                            timeout=self.config.request_timeout)
         return self._cache
+
+    def http_client(self):
+        """Our own tornado client (``AsyncHTTPClient()`` is a per-loop singleton that other
+        code, e.g. test clients, may have replaced with one bound to another server)."""
+        if self._http is None:
+            from tornado.httpclient import AsyncHTTPClient  # noqa: PLC0415
+
+            self._http = AsyncHTTPClient(force_instance=True, max_clients=20)
+        return self._http
 
     def connect_info(self, url: str | None) -> dict | None:
         if not url:

@@ -30,6 +30,10 @@ class SparkOpenStack(Configurable):
         help="Seconds one read of the master's /json/ is reused for; every client shares it.")
     request_timeout = Float(
         3.0, config=True, help="Seconds before a request to the master (or a Spark UI) gives up.")
+    ui_request_timeout = Float(
+        30.0, config=True,
+        help="Seconds the Spark UI proxy waits for a page (a driver's REST API can take seconds "
+             "to answer its first request).")
     capture_kernel_output = Bool(
         True, config=True,
         help="Make 'spark-openstack-capture' the default kernel provisioner, so every PySpark "
@@ -57,6 +61,13 @@ class SparkOpenStack(Configurable):
         v = proposal["value"]
         if not 0.1 <= v <= 3600:
             raise ValidationError("SparkOpenStack.refresh_interval", v, "seconds from 0.1 to 3600")
+        return v
+
+    @validate("ui_request_timeout")
+    def _v_ui_timeout(self, proposal):
+        v = proposal["value"]
+        if not 0.1 <= v <= 600:
+            raise ValidationError("SparkOpenStack.ui_request_timeout", v, "seconds from 0.1 to 600")
         return v
 
     @validate("request_timeout")

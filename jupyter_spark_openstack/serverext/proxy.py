@@ -88,17 +88,23 @@ class SparkUIProxyHandler(JupyterHandler):
                 self.redirect(prefix + "/" + (f"?{self.request.query}" if self.request.query else ""))
                 return
             path = "/"
+        if kind == "app" and path == "/":
+            # the driver UI's own "/" redirect is not always there (seen 404 here): go to Jobs
+            path = "/jobs/"
         url = upstream + path + (f"?{self.request.query}" if self.request.query else "")
-        client = httpclient.AsyncHTTPClient()
+        client = self.ext.http_client()
         try:
             resp = await client.fetch(url, method=method, follow_redirects=False, raise_error=False,
-                                      request_timeout=self.ext.config.request_timeout * 3,
+                                      request_timeout=self.ext.config.ui_request_timeout,
                                       connect_timeout=self.ext.config.request_timeout,
                                       headers={"Accept": self.request.headers.get("Accept", "*/*")})
-        except OSError as e:
-            raise web.HTTPError(502, f"Spark UI at {upstream} is unreachable: {e}") from None
+        except (OSError, httpclient.HTTPError) as e:
+            code = 504 if "Timeout" in type(e).__name__ or "timed out" in str(e).lower() else 502
+            raise web.HTTPError(code, f"Spark UI at {upstream} did not answer: {e}") from None
         if resp.code == 599:
-            raise web.HTTPError(502, f"Spark UI at {upstream} is unreachable: {resp.error}")
+            code = 504 if "Timeout" in type(resp.error).__name__ else 502
+            raise web.HTTPError(code, f"Spark UI at {upstream} did not answer: {resp.error}")
+        self.log.debug("spark-openstack proxy: %s -> %s in %.3fs", url, resp.code, resp.request_time)
         self.set_status(resp.code, resp.reason)
         for h in _PASS_HEADERS:
             if h in resp.headers:

@@ -26,6 +26,7 @@ TAIL_LINES = 200
 _TELLING_RE = re.compile(
     r"(Error|Exception|FATAL|Fatal|Traceback|Caused by|refused|denied|failed|Failed|"
     r"cannot|Cannot|not found|No such|exited|Killed)")
+_LOG_START_RE = re.compile(r"^(\d\d/\d\d/\d\d |\d{4}-\d\d-\d\d[ T]|\[[IWEDC] )")  # next log4j / jupyter event
 _ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 UNKNOWN = {
@@ -127,11 +128,18 @@ def _match(rules: Iterable[Rule], lines: Sequence[str]) -> tuple[Rule, list[str]
     best: tuple[int, int, Rule, list[str]] | None = None
     for order, rule in enumerate(rules):
         hits: list[str] = []
-        for line in lines:
+        for i, line in enumerate(lines):
             if any(p.search(line) for p in rule.patterns):
                 c = _clean(line)
                 if c and c not in hits:
                     hits.append(c)
+                # the root cause of a Java exception follows as "Caused by:" lines
+                for nxt in lines[i + 1:i + 120]:
+                    if _LOG_START_RE.match(nxt):
+                        break
+                    cn = _clean(nxt)
+                    if cn.startswith("Caused by:") and cn not in hits:
+                        hits.append(cn)
         if hits:
             key = (-rule.priority, order)
             if best is None or key < (best[0], best[1]):
