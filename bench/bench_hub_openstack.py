@@ -1,0 +1,173 @@
+#!/usr/bin/env python
+"""The 30-user storm: a real JupyterHub with the ``openstack`` provisioner against the bundled
+emulator (3 s emulated boot delay); ``--users`` users (default 30) request a 1-worker cluster
+at the same moment through the REST API.
+
+Measured: time until every user's server is ready (each worker VM booted, its cloud-config
+starting a real Spark worker that registers with that user's master; Spark Connect servers are
+turned off here to fit 30 users' JVMs on this machine), and the latency of ``GET /hub/api/``
+probed every 50 ms from just before the storm until all are ready (target: p99 < 150 ms);
+then the stop of all users at once, after which no server and no Spark process may be left.
+
+This starts 2 JVMs per user (master + worker) plus a notebook server per user: on a 2-core
+machine the figures include that CPU contention.
+
+Usage: .venv/bin/python bench/bench_hub_openstack.py [--users 30]
+Results: bench/results/hub_openstack_storm.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from jupyter_spark_openstack.demo.hubconfig import write_hub_config  # noqa: E402
+from jupyter_spark_openstack.demo.hubprocess import HubProcess, kill_processes, processes_under  # noqa: E402
+from jupyter_spark_openstack.testing.emulator.demo import start_demo_emulator  # noqa: E402
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    if not xs:
+        return float("nan")
+    k = min(len(xs) - 1, max(0, int(round(p / 100 * (len(xs) - 1)))))
+    return xs[k]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--users", type=int, default=30)
+    ap.add_argument("--timeout", type=float, default=900.0)
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="bench-hub-openstack-"))
+    emu = None
+    hub = None
+    res: dict = {"users": args.users, "boot_delay_s": 3.0}
+    try:
+        emu, prov_cfg, extra = start_demo_emulator(root, boot_delay=3.0)
+        emu.set_quota(instances=max(100, args.users * 2), cores=max(64, args.users * 2))
+        info = write_hub_config(root / "hub", provisioner="openstack", provisioner_config=prov_cfg,
+                                extra=extra, spawner_overrides={
+                                    "connect_server": False, "cluster_start_timeout": args.timeout,
+                                    "max_workers_total": args.users * 2, "hub_id": "storm"})
+        hub = HubProcess(info).start()
+        users = [f"user{i:02d}" for i in range(args.users)]
+        for u in users:
+            assert hub.api("POST", f"/users/{u}")[0] in (201, 409)
+
+        lat: list[float] = []
+        errors: list[str] = []
+        stop_probe = threading.Event()
+
+        def probe():
+            while not stop_probe.is_set():
+                t0 = time.perf_counter()
+                try:
+                    with urllib.request.urlopen(info["url"] + "/hub/api/", timeout=10) as r:
+                        r.read()
+                        ok = r.status == 200
+                except Exception as e:  # noqa: BLE001
+                    ok = False
+                    errors.append(repr(e))
+                dt = time.perf_counter() - t0
+                if ok:
+                    lat.append(dt)
+                stop_probe.wait(max(0.0, 0.05 - dt))
+
+        pt = threading.Thread(target=probe, daemon=True)
+        pt.start()
+        time.sleep(1.0)
+        t0 = time.perf_counter()
+        ready_at: dict[str, float] = {}
+
+        def spawn(u):
+            st, body = hub.api("POST", f"/users/{u}/server", {"workers": 1, "size": "small"}, timeout=600)
+            if st not in (201, 202):
+                raise RuntimeError(f"spawn {u}: {st} {body}")
+
+        with ThreadPoolExecutor(args.users) as ex:
+            list(ex.map(spawn, users))
+        requested = time.perf_counter() - t0
+        deadline = time.monotonic() + args.timeout
+        while len(ready_at) < len(users) and time.monotonic() < deadline:
+            for u in users:
+                if u in ready_at:
+                    continue
+                st, body = hub.api("GET", f"/users/{u}")
+                srv = (body or {}).get("servers", {}).get("") if st == 200 else None
+                if srv and srv.get("ready"):
+                    ready_at[u] = time.perf_counter() - t0
+                elif srv is None or (not srv.get("pending") and not srv.get("ready")):
+                    raise RuntimeError(f"{u}'s server failed: {srv}\n{hub.log_tail()}")
+            time.sleep(0.5)
+        all_ready = time.perf_counter() - t0
+        stop_probe.set()
+        pt.join(15)
+        assert len(ready_at) == len(users), f"only {len(ready_at)}/{len(users)} ready"
+        res.update({
+            "spawn_requests_returned_s": requested,
+            "all_ready_s": all_ready,
+            "ready_median_s": statistics.median(ready_at.values()),
+            "hub_api_probes": len(lat), "hub_api_probe_errors": len(errors),
+            "hub_api_p50_ms": pct(lat, 50) * 1000, "hub_api_p95_ms": pct(lat, 95) * 1000,
+            "hub_api_p99_ms": pct(lat, 99) * 1000, "hub_api_max_ms": max(lat) * 1000,
+            "servers_at_peak": len(users),
+        })
+        t1 = time.perf_counter()
+
+        def stop(u):
+            hub.api("DELETE", f"/users/{u}/server", timeout=600)
+
+        with ThreadPoolExecutor(args.users) as ex:
+            list(ex.map(stop, users))
+        while time.monotonic() < deadline + 300:
+            left = [u for u in users if (hub.api("GET", f"/users/{u}")[1] or {}).get("servers", {}).get("")]
+            if not left:
+                break
+            time.sleep(0.5)
+        res["all_stopped_s"] = time.perf_counter() - t1
+        res["servers_left"] = len(emu.servers())
+        res["worker_processes_left"] = len(emu.worker_processes())
+    finally:
+        if hub is not None:
+            hub.stop()
+        if emu is not None:
+            emu.stop()
+        left = processes_under(root)
+        res["processes_left"] = len(left)
+        kill_processes(left)
+        shutil.rmtree(root, ignore_errors=True)
+    print()
+    print(f"30-user storm on the hub, openstack provisioner on the emulator (boot delay 3 s), "
+          f"{args.users} users x 1 worker, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    for k in ("spawn_requests_returned_s", "ready_median_s", "all_ready_s", "all_stopped_s"):
+        print(f"  {k:28} {res[k]:8.1f} s")
+    for k in ("hub_api_p50_ms", "hub_api_p95_ms", "hub_api_p99_ms", "hub_api_max_ms"):
+        print(f"  {k:28} {res[k]:8.1f} ms")
+    print(f"  probes {res['hub_api_probes']} ({res['hub_api_probe_errors']} errors); left after stop: "
+          f"{res['servers_left']} servers, {res['worker_processes_left']} workers, {res['processes_left']} processes")
+    ok = res["hub_api_p99_ms"] < 150
+    print(f"target p99 GET /hub/api/ < 150 ms: {res['hub_api_p99_ms']:.1f} ms  {'PASS' if ok else 'FAIL'}")
+    res["target_met"] = ok
+    out = REPO / "bench" / "results" / "hub_openstack_storm.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2))
+    print(f"results: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
