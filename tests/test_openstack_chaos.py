@@ -57,7 +57,7 @@ async def test_100_cycles_with_20_percent_api_failures_leave_nothing(emu, tmp_pa
                 except ProvisionerError:
                     pass
                 await asyncio.sleep(0.05)
-            for attempt in range(5):
+            for _attempt in range(5):
                 try:
                     await prov.delete_worker(rec)
                     break

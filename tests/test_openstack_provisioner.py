@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from jupyter_spark_openstack.core.errors import ProvisionerError, QuotaError, ValidationError
-from jupyter_spark_openstack.core.provisioners import load_provisioner_class
 from jupyter_spark_openstack.core.provisioners import cloudconfig as cc
+from jupyter_spark_openstack.core.provisioners import load_provisioner_class
 from jupyter_spark_openstack.core.provisioners.base import WorkerSpec
 from jupyter_spark_openstack.core.provisioners.openstack import OpenStackProvisioner
 from jupyter_spark_openstack.testing.emulator import PASSWORD, Emulator

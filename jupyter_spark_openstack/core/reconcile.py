@@ -130,7 +130,7 @@ class Reconciler:
                 self.log.error("reconciler: round failed (%s); next try in %.0fs", e, wait)
             try:
                 await asyncio.wait_for(self._stopping.wait(), timeout=wait)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def stop(self) -> None:

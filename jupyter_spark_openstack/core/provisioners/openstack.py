@@ -35,6 +35,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC
 from typing import Any
 
 from ..errors import ProvisionerError, QuotaError, ValidationError
@@ -139,14 +140,14 @@ def _epoch(iso: str | None) -> float:
     """Nova's ``2026-11-25T17:00:00Z`` -> seconds since the epoch (0.0 if unknown)."""
     if not iso:
         return 0.0
-    from datetime import datetime, timezone  # noqa: PLC0415
+    from datetime import datetime  # noqa: PLC0415
 
     try:
         dt = datetime.fromisoformat(str(iso).replace("Z", "+00:00"))
     except ValueError:
         return 0.0
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
 
 

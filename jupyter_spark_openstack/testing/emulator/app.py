@@ -46,7 +46,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -72,7 +72,7 @@ SPARK_MODES = ("jvm", "none")
 
 
 def _now_iso(t: float | None = None) -> str:
-    dt = datetime.fromtimestamp(t if t is not None else time.time(), tz=timezone.utc)
+    dt = datetime.fromtimestamp(t if t is not None else time.time(), tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -790,8 +790,8 @@ class _Api(_Base):
                       {"id": "00000000000000000000000000000bbb", "name": "reader"}],
             "is_domain": False,
             "catalog": catalog,
-            "issued_at": datetime.fromtimestamp(now, tz=timezone.utc).isoformat().replace("+00:00", "000Z"),
-            "expires_at": (datetime.fromtimestamp(now, tz=timezone.utc) + timedelta(hours=12)).isoformat().replace("+00:00", "000Z"),
+            "issued_at": datetime.fromtimestamp(now, tz=UTC).isoformat().replace("+00:00", "000Z"),
+            "expires_at": (datetime.fromtimestamp(now, tz=UTC) + timedelta(hours=12)).isoformat().replace("+00:00", "000Z"),
             "audit_ids": [uuid.uuid4().hex[:22]],
         }
 
@@ -981,7 +981,7 @@ class _Api(_Base):
             raise _nova_error(400, f"Flavor {s.get('flavorRef')} could not be found.")
         image_ref = str(s.get("imageRef", "")).rstrip("/").rsplit("/", 1)[-1]
         if not any(i["id"] == image_ref for i in emu.images):
-            raise _nova_error(400, f"Can not find requested image")
+            raise _nova_error(400, "Can not find requested image")
         nets = s.get("networks", "auto")
         net_ids: list[str] = []
         if isinstance(nets, list):
