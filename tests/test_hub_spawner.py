@@ -22,8 +22,12 @@ pytestmark = [pytest.mark.hub, pytest.mark.spark]
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     d = tmp_path_factory.mktemp("hub")
-    info = write_hub_config(d, spawner_overrides={"max_workers_total": 4,
-                                                   "cluster_start_timeout": 240.0})
+    info = write_hub_config(d, spawner_overrides={
+        "max_workers_total": 4, "cluster_start_timeout": 240.0,
+        # give idle executors back quickly, so the classic kernel gets cores soon after the
+        # Connect kernel's job (the product default is 60 s)
+        "connect_conf": {"spark.dynamicAllocation.executorIdleTimeout": "3s",
+                         "spark.dynamicAllocation.shuffleTracking.timeout": "3s"}})
     h = HubProcess(info).start()
     h.client = HubClient(info["url"], info["api_token"])
     try:
@@ -78,6 +82,8 @@ def test_spawn_progress_job_and_teardown(hub):
     events = c.progress("alice")
     messages = [e["message"] for e in events]
     assert "Starting Spark master" in messages
+    assert "Starting Spark Connect server" in messages
+    assert any(m.startswith("Spark Connect server ready at sc://localhost:") for m in messages)
     assert any(m.startswith("Requested 2 workers") for m in messages)
     assert "Worker 1/2 registered" in messages and "Worker 2/2 registered" in messages
     assert "Starting notebook server" in messages
@@ -90,7 +96,11 @@ def test_spawn_progress_job_and_teardown(hub):
     assert len(master.alive_workers) == 2
 
     specs = c.kernelspecs("alice")["kernelspecs"]
-    assert specs["pyspark"]["spec"]["display_name"].endswith("(2 workers · 2 cores)")
+    assert specs["pyspark"]["spec"]["display_name"] == "PySpark (2 workers · 2 cores)"
+    assert specs["pyspark"]["spec"]["metadata"]["jupyter_spark_openstack"]["mode"] == "connect"
+    assert specs["pyspark-classic"]["spec"]["display_name"] == "PySpark classic, RDD API (2 workers · 2 cores)"
+    token = Path(cluster["connect"]["token_file"]).read_text().strip()
+    assert token not in json.dumps(specs) and token not in hub.log_path.read_text()
     kernel_json = json.dumps(specs["pyspark"]["spec"])
     secret = Path(cluster["secret_file"]).read_text().strip()
     assert secret and secret not in kernel_json
@@ -98,15 +108,23 @@ def test_spawn_progress_job_and_teardown(hub):
     assert stat.S_IMODE(secret_copy.stat().st_mode) == 0o600
     assert secret not in hub.log_path.read_text()
 
-    classic = "pyspark-classic" if "pyspark-classic" in specs else "pyspark"
-    kid = c.start_kernel("alice", classic)
+    kid = c.start_kernel("alice", "pyspark")  # the default: a Spark Connect client
+    try:
+        res = c.execute("alice", kid, "print(spark.range(1000).count())")
+        assert res["error"] is None, res
+        assert "1000" in res["text"]
+        apps = fetch_master_state(cluster["master"]["webui_url"]).active_apps
+        assert [a.name for a in apps] == ["spark-connect-alice"]
+    finally:
+        c.delete_kernel("alice", kid)
+    kid = c.start_kernel("alice", "pyspark-classic")
     try:
         res = c.execute("alice", kid, "print(sc.parallelize(range(1000)).sum())")
         assert res["error"] is None, res
         assert "499500" in res["text"]
         apps = fetch_master_state(cluster["master"]["webui_url"]).active_apps
-        assert len(apps) == 1 and "alice" in apps[0].name
-        assert apps[0].cores == 2
+        classic = [a for a in apps if a.name.startswith("pyspark-alice")]
+        assert len(classic) == 1 and classic[0].cores >= 1
     finally:
         c.delete_kernel("alice", kid)
 

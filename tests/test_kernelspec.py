@@ -54,7 +54,7 @@ def test_build_kernel_json_classic_puts_each_setting_in_its_place(tmp_path):
     assert env["SPARK_OPENSTACK_SECRET_FILE"] == str(secret)
     assert env["SPARK_OPENSTACK_WEBUI_URL"] == "http://127.0.0.1:8080"
     assert env["PYSPARK_PYTHON"] == "/opt/py/bin/python3"
-    assert "SPARK_OPENSTACK_CONNECT_URL" not in env
+    assert env["SPARK_OPENSTACK_CONNECT_URL"] == ""  # classic: empty, overriding an inherited value
     # the pyspark wheel: SPARK_HOME is the package, which is importable as is -> no PYTHONPATH
     import pyspark
     assert env["SPARK_HOME"] == str(Path(pyspark.__file__).parent)

@@ -57,6 +57,10 @@ class ClusterConfig:
     start_timeout: float = 300.0             # master + all workers registered
     patience_interval: float = 15.0          # "still waiting" message every N seconds
     authenticate: bool = True                # per-user spark.authenticate secret
+    connect_server: bool = True              # a per-user Spark Connect server (one driver)
+    connect_driver_memory: str = "1g"
+    connect_conf: dict = field(default_factory=dict)
+    connect_python: str | None = None        # executors' Python for UDFs (default: this one)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -155,7 +159,11 @@ class SparkCluster:
         try:
             secret = self._make_secret() if self.config.authenticate and self.config.master_mode == "per-user" else None
             await self._start_master(secret)
+            if self.config.connect_server:
+                await self._start_connect(secret)
             await self._start_workers(secret, t0)
+            if self.config.connect_server:
+                await self._wait_connect(t0)
         except BaseException as e:
             self.emit(95, f"Spawn failed, cleaning up: {e}")
             try:
@@ -202,6 +210,61 @@ class SparkCluster:
                            "master_url": st["master_url"], "webui_url": st["webui_url"],
                            "process": st["master"]})
         self.emit(20, f"Spark master ready at {st['master_url']}")
+
+    def connect_defaults(self) -> dict[str, str]:
+        """The Connect server is the user's one long-lived driver. It starts one executor per
+        worker at once (the first query is fast) and gives them back after 60 s idle (dynamic
+        allocation, shuffle tracking), so a classic kernel of the same user gets cores too.
+        Admins override any of these with ``connect_conf``."""
+        size = self.state["size"]
+        return {
+            "spark.executor.memory": size["memory"],
+            "spark.executor.cores": str(size["cores"]),
+            "spark.cores.max": str(self.state["cores"]),
+            "spark.dynamicAllocation.enabled": "true",
+            "spark.dynamicAllocation.shuffleTracking.enabled": "true",
+            "spark.dynamicAllocation.minExecutors": "0",
+            "spark.dynamicAllocation.initialExecutors": str(self.state["workers"]),
+            "spark.dynamicAllocation.executorIdleTimeout": "60s",
+            "spark.dynamicAllocation.shuffleTracking.timeout": "60s",
+        }
+
+    async def _start_connect(self, secret: str | None) -> None:
+        """Start the user's Spark Connect server now; it becomes ready while workers boot."""
+        from .spark import connect  # noqa: PLC0415
+
+        self.emit(22, "Starting Spark Connect server")
+        token = connect.generate_token()
+        token_file = connect.write_token_file(self.run_dir / "connect.token", token)
+        conf = {**self.connect_defaults(), **self.config.connect_conf}
+        rec = await asyncio.to_thread(
+            connect.start_connect_server, self.run_dir / "connect", master_url=self.master_url,
+            token=token, host="127.0.0.1", driver_memory=self.config.connect_driver_memory,
+            conf=conf, secret=secret, python=self.config.connect_python,
+            app_name=f"spark-connect-{self.state['owner']}")
+        rec["token_file"] = token_file
+        self._save(connect=rec)  # recorded the moment the process exists
+
+    async def _wait_connect(self, t0: float) -> None:
+        from .spark import connect  # noqa: PLC0415
+
+        rec = self.state["connect"]
+        token = connect.read_token_file(rec["token_file"])
+        left = max(30.0, self.config.start_timeout - (time.monotonic() - t0))
+        version = await asyncio.to_thread(connect.wait_connect_ready, rec, token, left)
+        self._save(connect={**rec, "spark_version": version})
+        self.emit(93, f"Spark Connect server ready at {rec['url']}")
+
+    async def _stop_connect(self) -> None:
+        from .spark import connect  # noqa: PLC0415
+
+        rec = self.state.get("connect")
+        if not rec:
+            return
+        await asyncio.to_thread(connect.stop_connect_server, rec)
+        if rec.get("token_file"):
+            Path(rec["token_file"]).unlink(missing_ok=True)
+        self._save(connect=None)
 
     def _specs(self, secret: str | None) -> list[WorkerSpec]:
         s = self.state
@@ -322,6 +385,7 @@ class SparkCluster:
             self.emit(96, f"Deleting {len(records)} worker(s)")
         remaining = await self._delete_all(records, retries)
         self._save(records=[r.to_dict() for r in remaining])
+        await self._stop_connect()
         m = self.state.get("master") or {}
         if m.get("mode") == "per-user" and m.get("run_dir"):
             pids = await asyncio.to_thread(LocalCluster(m["run_dir"]).stop)

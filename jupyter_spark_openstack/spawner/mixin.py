@@ -18,6 +18,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..core.cluster import ClusterConfig, SparkCluster, safe_id
 from ..core.errors import ClusterError, ProvisionerError, ValidationError
+from ..core.models import parse_conf, parse_memory
 from ..core.options import DEFAULT_SIZES, Limits, OptionsSchema
 from ..core.provisioners import load_provisioner_class
 
@@ -77,6 +78,16 @@ class SparkClusterMixin(LoggingConfigurable):
         300.0, config=True,
         help="Seconds for master + all workers to register; keep below start_timeout.")
 
+    # ---- Spark Connect ---------------------------------------------------------------------
+    connect_server = Bool(
+        True, config=True,
+        help="Start a per-user Spark Connect server (one driver JVM per user, on loopback, with "
+             "the user's own token); the default 'PySpark' kernel is then a thin Connect client "
+             "and 'PySpark classic, RDD API' keeps the RDD API. Needs the notebook server on the "
+             "hub host: Connect to another host would need TLS, which is not built yet.")
+    connect_driver_memory = Unicode("1g", config=True, help="Driver memory of the Connect server.")
+    connect_conf = Dict(config=True, help="Extra spark.* properties of the Connect server.")
+
     # ---- kernels ---------------------------------------------------------------------------
     kernel_driver_memory = Unicode("1g", config=True, help="spark.driver.memory of classic PySpark kernels.")
     kernel_conf = Dict(config=True, help="Extra spark.* properties for the user's kernels.")
@@ -120,7 +131,22 @@ class SparkClusterMixin(LoggingConfigurable):
             shared_master_url=self.shared_master_url or None,
             shared_master_webui_url=self.shared_master_webui_url or None,
             start_timeout=self.cluster_start_timeout,
-            authenticate=self.master_mode == "per-user")
+            authenticate=self.master_mode == "per-user",
+            connect_server=self.connect_server,
+            connect_driver_memory=parse_memory("connect_driver_memory", self.connect_driver_memory),
+            connect_conf=parse_conf("connect_conf", self.connect_conf))
+
+    def _check_connect_is_local(self) -> None:
+        """Kernels reach the Connect server on localhost; a notebook server on another host
+        would need TLS (not built yet), so refuse that configuration plainly."""
+        from jupyterhub.spawner import LocalProcessSpawner  # noqa: PLC0415
+
+        if self.connect_server and not isinstance(self, LocalProcessSpawner):
+            raise ValidationError(
+                "connect_server", True,
+                f"False with {type(self).__name__}: its notebook servers run on another host and "
+                "Spark Connect to a remote host needs TLS, which is not built yet "
+                "(set c.SparkClusterMixin.connect_server = False)")
 
     def _get_provisioner(self):
         key = (self.provisioner, repr(sorted(self.provisioner_config.items())))
@@ -218,6 +244,7 @@ class SparkClusterMixin(LoggingConfigurable):
 
     # ---- start / stop / poll -----------------------------------------------------------------
     def _validated_options(self):
+        self._check_connect_is_local()
         schema = self.options_schema
         options = schema.parse(self.user_options or {})
         in_use = sum(n for k, n in SparkClusterMixin._workers_in_use.items() if k != self._key)
