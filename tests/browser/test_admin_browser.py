@@ -4,6 +4,7 @@ sees no admin view and gets 403 from the admin API."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -56,12 +57,17 @@ def _open_lab(page, hub, user):
     page.click('.jp-SideBar .lm-TabBar-tab[data-id="jupyter-spark-openstack-panel"]')
 
 
-def test_admin_tab_lists_and_stops_a_users_cluster(browser, hub, artifacts):
+@pytest.fixture
+def hub_log(hub, artifacts):
+    yield
+    shutil.copyfile(hub.log_path, artifacts / "hub-admin-jupyterhub.log")
+
+
+def test_admin_tab_lists_and_stops_a_users_cluster(browser, hub, hub_log, artifacts):
     c = hub.client
-    for user in ("alice", "admin"):
+    for user in ("alice", "admin"):  # one after the other: 2 cores here
         r = c.spawn(user, {"workers": 1, "size": "small"})
-        assert r.status_code in (201, 202), r.text
-    for user in ("alice", "admin"):
+        assert r.status_code in (201, 202), f"{r.text}\n{hub.log_tail(60)}"
         c.wait_ready(user)
     alice_procs = _processes_under(Path(hub.info["dir"]) / "clusters" / "alice")
     assert alice_procs, "alice's cluster runs no process?"
