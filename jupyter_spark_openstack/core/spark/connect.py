@@ -295,10 +295,50 @@ def _host_port(url: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def wait_connect_ready(rec: dict, token: str, timeout: float = 120.0) -> str:
+def warm_up(url: str, token: str | None, timeout: float = 60.0) -> float | None:
+    """Run one tiny job (``range(0, 2)`` over 2 partitions, collected) through the server so
+    its executors are up and its code paths warm before the first kernel asks; returns the
+    seconds it took, or None if it did not finish within ``timeout`` (best effort: a cluster
+    without free cores must not fail the start)."""
+    import grpc  # noqa: PLC0415
+    from pyspark.sql.connect.client.core import DefaultChannelBuilder  # noqa: PLC0415
+    from pyspark.sql.connect.proto import base_pb2, base_pb2_grpc, relations_pb2  # noqa: PLC0415
+
+    host, port = _host_port(url)
+    target = f"sc://{host}:{port}/" + (f";token={token}" if token else "")
+    channel = DefaultChannelBuilder(target).toChannel()
+    t0 = time.monotonic()
+    session_id = str(uuid.uuid4())
+    user = os.environ.get("USER", "warm-up")
+    try:
+        stub = base_pb2_grpc.SparkConnectServiceStub(channel)
+        req = base_pb2.ExecutePlanRequest(session_id=session_id,
+                                          client_type="jupyter-spark-openstack-warm-up")
+        req.user_context.user_id = user
+        req.plan.root.range.CopyFrom(relations_pb2.Range(start=0, end=2, step=1, num_partitions=2))
+        try:
+            for _ in stub.ExecutePlan(req, timeout=timeout):
+                pass
+        except grpc.RpcError:
+            return None
+        return time.monotonic() - t0
+    finally:
+        try:
+            rel = base_pb2.ReleaseSessionRequest(session_id=session_id)
+            rel.user_context.user_id = user
+            base_pb2_grpc.SparkConnectServiceStub(channel).ReleaseSession(rel, timeout=5)
+        except grpc.RpcError:
+            pass
+        channel.close()
+
+
+def wait_connect_ready(rec: dict, token: str, timeout: float = 120.0, *,
+                       warm: bool = True) -> str:
     """Wait until the server accepts connections on its port and answers a real RPC with
-    ``token``; returns Spark's version. Raises :class:`ConnectError` (with the log's tail) if
-    the process dies or the deadline passes."""
+    ``token``; returns Spark's version. With ``warm`` (default) it then runs :func:`warm_up`
+    within what is left of ``timeout`` (at most 90 s), so the first kernel's first job does not
+    pay for executor start-up. Raises :class:`ConnectError` (with the log's tail) if the
+    process dies or the deadline passes before the server answers."""
     deadline = time.monotonic() + timeout
     last = "not started"
     while time.monotonic() < deadline:
@@ -306,11 +346,16 @@ def wait_connect_ready(rec: dict, token: str, timeout: float = 120.0) -> str:
             raise ConnectError(f"the Spark Connect server exited during start-up\n{_log_tail(rec)}")
         if port_open(rec["host"], rec["port"], timeout=0.5):
             try:
-                return probe(rec["url"], token, timeout=max(1.0, min(10.0, deadline - time.monotonic())))
+                version = probe(rec["url"], token, timeout=max(1.0, min(10.0, deadline - time.monotonic())))
             except ConnectAuthError:
                 raise
             except ConnectError as e:
                 last = str(e)
+            else:
+                if warm:
+                    rec["warm_up_s"] = warm_up(rec["url"], token, timeout=max(
+                        1.0, min(90.0, deadline - time.monotonic())))
+                return version
         else:
             last = f"port {rec['port']} not open yet"
         time.sleep(0.25)
