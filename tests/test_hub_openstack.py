@@ -91,3 +91,61 @@ def test_injected_fault_fails_the_spawn_with_novas_message(cloud):
     srv = c.server("bob")
     assert not srv or not srv.get("ready")
     assert emu.servers() == [] and emu.worker_processes() == []
+
+
+def test_chaos_spawn_stop_cycles_while_the_hub_keeps_answering(cloud):
+    """Spawn/stop cycles of two users while 20% of all OpenStack API calls fail (503), with
+    real Spark workers (few cycles: each starts JVMs; the 100-cycle chaos runs at the
+    provisioner level in no-JVM mode, test_openstack_chaos.py). The hub answers every probe,
+    and at the end no server and no worker process is left."""
+    import threading
+    import time
+    import urllib.request
+
+    hub, emu = cloud
+    c = hub.client
+    probes, failures = [], []
+    done = threading.Event()
+
+    def probe():
+        while not done.is_set():
+            t0 = time.perf_counter()
+            try:
+                with urllib.request.urlopen(hub.url + "/hub/api/", timeout=10) as r:
+                    assert r.status == 200
+                probes.append(time.perf_counter() - t0)
+            except Exception as e:  # noqa: BLE001
+                failures.append(repr(e))
+            done.wait(0.2)
+
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    emu.add_fault(action="error", kind="*", status=503, rate=0.2)
+    outcomes = []
+    try:
+        for _cycle in range(2):
+            users = ("chaos1", "chaos2")
+            for u in users:
+                r = c.spawn(u, {"workers": 1, "size": "small"})
+                assert r.status_code in (201, 202, 500), r.text
+            for u in users:
+                srv = c.server(u)
+                if srv and srv.get("pending"):
+                    events = c.progress(u)
+                    outcomes.append("ready" if events[-1].get("ready") else "failed")
+                    if not events[-1].get("ready"):
+                        assert "Spark cluster could not start" in events[-1]["message"] or \
+                            "OpenStack" in events[-1]["message"], events[-1]
+                else:
+                    outcomes.append("ready" if srv and srv.get("ready") else "failed")
+            for u in users:
+                c.stop(u)
+    finally:
+        emu.clear_faults()
+        done.set()
+        t.join(15)
+    failed_calls = [x for x in emu.calls() if x.status == 503 and x.fault]
+    assert failed_calls, "the faults did not fire"
+    assert failures == [] and len(probes) > 20
+    assert "ready" in outcomes, outcomes
+    assert emu.servers() == [] and emu.worker_processes() == []
