@@ -11,7 +11,8 @@ Settings come from the environment the kernelspec sets (see
 :mod:`jupyter_spark_openstack.core.kernelspec`): ``SPARK_OPENSTACK_MASTER_URL``,
 ``SPARK_OPENSTACK_CONF`` (JSON), ``SPARK_OPENSTACK_SECRET_FILE``, ``SPARK_OPENSTACK_CONNECT_URL``,
 ``SPARK_OPENSTACK_CONNECT_TOKEN_FILE``, ``SPARK_OPENSTACK_START_TIMEOUT`` (seconds, default 120),
-``SPARK_OPENSTACK_EAGER=1`` (create the session *before* the kernel serves its first request:
+``SPARK_OPENSTACK_EAGER=1`` (create the session during start-up, once the shell exists, and
+serve no request before it is there, like the PYTHONSTARTUP=pyspark/shell.py recipe:
 the baseline of ``bench/bench_kernel_start.py``).
 
 Session factories

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 
 from ..core.kernelspec import ENV_CONF, ENV_MASTER_URL, ENV_SECRET_FILE
 from ..core.spark.daemons import write_properties
-from ..core.spark.home import check_java, find_spark_home, is_spark_home
+from ..core.spark.home import check_java, find_java, find_spark_home, is_spark_home
 from ..core.spark.ports import port_open
 from .session import SparkStartError, start_timeout, wait_until_serving
 
@@ -155,11 +155,11 @@ def create_session(env: Mapping[str, str], app_name: str, log: logging.Logger):
     props = session_properties(env, app_name)
     master = props["spark.master"]
     try:
-        java = check_java(dict(env))
+        if not find_java(dict(env)):
+            check_java(dict(env))  # raises "Java not found: ..." (its version is checked below)
         spark_home = env.get("SPARK_HOME") if is_spark_home(env.get("SPARK_HOME")) else find_spark_home()
     except Exception as e:
         raise SparkStartError(str(e)) from None
-    log.info("java %s at %s", java.version, java.path)
     check_master(master, wait=min(MASTER_WAIT, timeout))
 
     # A private scratch dir: the driver's temp files (java.io.tmpdir, which is also Spark's
@@ -201,6 +201,11 @@ def create_session(env: Mapping[str, str], app_name: str, log: logging.Logger):
             os.close(wfd)
         state["proc"] = proc
         log.info("driver JVM pid %s", proc.pid)
+        try:  # `java -version` while the driver boots, not before
+            java = check_java(dict(env))
+        except Exception as e:
+            raise SparkStartError(str(e)) from None
+        log.info("java %s at %s", java.version, java.path)
 
         wait_until_serving(3.0)  # let the kernel answer its first requests undisturbed
         from pyspark import SparkContext  # noqa: PLC0415 - slow import, while the JVM boots

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import logging
-import os
-import sys
 
 from ipykernel.ipkernel import IPythonKernel
 from ipykernel.kernelapp import IPKernelApp
 from traitlets import Type
 
 from .._version import __version__
-from ..core.kernelspec import ENV_EAGER
-from ..core.paths import kernel_id_from_connection_file
-from .session import LazySession, SessionStarter, current_starter, mark_serving, setup_kernel_log
+from .boot import _boot, boot, is_eager
+from .session import LazySession, SessionStarter, current_starter, mark_serving
 
 
 class SparkKernel(IPythonKernel):
@@ -29,16 +26,6 @@ class SparkKernel(IPythonKernel):
         return super().do_shutdown(restart)
 
 
-def _connection_file_from_argv(argv: list[str]) -> str | None:
-    for i, arg in enumerate(argv):
-        if arg in ("-f", "--f", "--IPKernelApp.connection_file") and i + 1 < len(argv):
-            return argv[i + 1]
-        for flag in ("-f=", "--f=", "--IPKernelApp.connection_file="):
-            if arg.startswith(flag):
-                return arg[len(flag):]
-    return None
-
-
 class SparkKernelApp(IPKernelApp):
     name = "jupyter-spark-openstack-kernel"
     kernel_class = Type(SparkKernel, klass="ipykernel.kernelbase.Kernel", config=True)
@@ -46,14 +33,8 @@ class SparkKernelApp(IPKernelApp):
     starter: SessionStarter | None = None
 
     def initialize(self, argv=None):
-        args = list(sys.argv[1:] if argv is None else argv)
-        cf = _connection_file_from_argv(args)
-        kernel_id = kernel_id_from_connection_file(cf) if cf else f"pid{os.getpid()}"
-        log, log_path = setup_kernel_log(kernel_id)
-        log.info("kernel %s starting (pid %s, python %s, jupyter_spark_openstack %s)",
-                 kernel_id, os.getpid(), sys.executable, __version__)
-        # First thing: the JVM start runs while ipykernel sets itself up.
-        self.starter = SessionStarter(kernel_id, log=log, log_path=log_path).start()
+        self.starter = starter = boot(argv)  # already started unless eager
+        log, log_path = _boot["log"], _boot["log_path"]
         try:
             super().initialize(argv)
         except BaseException:
@@ -67,11 +48,13 @@ class SparkKernelApp(IPKernelApp):
             self.log.addHandler(tee)
         if self.kernel is not None and getattr(self.kernel, "shell", None) is not None:
             self._install_names(self.kernel.shell)
-        if os.environ.get(ENV_EAGER, "").strip().lower() in ("1", "true", "yes"):
-            # Baseline behaviour: no request is served before the session exists.
-            log.info("eager mode: waiting for the SparkSession before serving requests")
+        if is_eager():
+            # Baseline: the session is created now, during start-up, and no request is
+            # served before it exists (the classic PYTHONSTARTUP=pyspark/shell.py recipe).
+            log.info("eager mode: creating the SparkSession before serving requests")
             mark_serving()
-            self.starter.wait(self.starter.timeout + 15)
+            starter.start()
+            starter.wait(starter.timeout + 15)
 
     def start(self):
         import signal  # noqa: PLC0415
