@@ -238,6 +238,7 @@ def test_token_never_on_a_command_line_or_in_state(connect_cluster):
     assert status["connect"]["running"] and status["connect"]["url"] == state["connect"]["url"]
     assert state["connect"]["url"].startswith("sc://localhost:")
     assert state["connect"]["driver_memory"] == "512m"
+    assert state["connect"]["warm_up_s"] is not None  # a real job ran through the server
     token = cc.read_token_file(state["connect"]["token_file"])
     assert cc.is_running(state["connect"])
     for p in psutil.process_iter(["cmdline"]):

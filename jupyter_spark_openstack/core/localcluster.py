@@ -170,10 +170,15 @@ class LocalCluster:
         opts = spark_connect.parse_connect_options(
             {"driver_memory": driver_memory, "conf": conf, "port": port})
         token = token or spark_connect.generate_token()
-        rec = spark_connect.start_connect_server(
-            self.run_dir, master_url=state["master_url"], token=token, host=state["host"],
-            secret=secret, python=python, **opts)
-        rec["token_file"] = spark_connect.write_token_file(self.connect_token_file, token)
+        token_file = spark_connect.write_token_file(self.connect_token_file, token)
+        try:
+            rec = spark_connect.start_connect_server(
+                self.run_dir, master_url=state["master_url"], token=token, host=state["host"],
+                secret=secret, python=python, **opts)
+        except BaseException:
+            Path(token_file).unlink(missing_ok=True)
+            raise
+        rec["token_file"] = token_file
         state = self.load_state() or state
         state["connect"] = rec
         self._save_state(state)

@@ -226,7 +226,11 @@ def start_connect_server(run_dir: str | os.PathLike, *, master_url: str, token: 
     })
     for k in (TOKEN_ENV, "PYSPARK_DRIVER_PYTHON", "SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED"):
         env.pop(k, None)
-    rec = daemons._spawn("connect", argv, run_dir / "logs" / f"{name}.log", env)
+    try:
+        rec = daemons._spawn("connect", argv, run_dir / "logs" / f"{name}.log", env)
+    except OSError as e:
+        Path(props_file).unlink(missing_ok=True)
+        raise ConnectError(f"could not start the Spark Connect server: {e}") from None
     rec.update({"name": name, "host": host, "port": port, "url": client_url(port),
                 "master_url": master_url, "driver_memory": driver_memory,
                 "properties_file": props_file, "python": python})
