@@ -218,3 +218,60 @@ def test_kernel_authenticates_with_the_secret_file_without_exposing_it(tmp_path)
         assert not os.path.exists(scratch)
     finally:
         cluster.stop()
+
+
+# ---- the lazy proxies and the starter, in this process, with a stand-in factory --------------
+class _FakeSession:
+    def __init__(self):
+        self.sparkContext = _FakeContext()
+
+    def range(self, n):
+        return list(range(n))
+
+
+class _FakeContext:
+    def parallelize(self, data):
+        return list(data)
+
+
+_GATE = {}
+
+
+def _slow_factory(env, app_name, log):
+    _GATE["event"].wait(30)
+    if env.get("FAIL"):
+        raise RuntimeError("py4j said: Connection refused\nat line two")
+    s = _FakeSession()
+    return s, s.sparkContext
+
+
+def test_lazy_proxies_wait_forward_and_report_errors(tmp_path, capsys):
+    import threading
+
+    from jupyter_spark_openstack.kernel.session import LazySession, SessionStarter, SparkStartError
+
+    for fail in (False, True):
+        _GATE["event"] = threading.Event()
+        env = {"SPARK_OPENSTACK_SESSION_FACTORY": f"{__name__}:_slow_factory"}
+        if fail:
+            env["FAIL"] = "1"
+        starter = SessionStarter("abcdef12-3456", env=env, log_path=tmp_path / "k.log").start()
+        spark, sc = LazySession(starter, "spark"), LazySession(starter, "sc")
+        assert starter.status()["state"] == "starting"
+        assert "is starting" in repr(spark)  # repr does not wait
+        threading.Timer(0.3, _GATE["event"].set).start()
+        if not fail:
+            assert spark.range(3) == [0, 1, 2]  # waits, then forwards
+            assert sc.parallelize(range(4)) == [0, 1, 2, 3]
+            out = capsys.readouterr().out
+            assert out.count("waiting for SparkSession") == 1 and "SparkSession ready" in out
+            assert starter.status()["state"] == "ready"
+            assert starter.app_name.endswith("-abcdef12")
+        else:
+            with pytest.raises(SparkStartError) as e:
+                spark.range(3)
+            assert str(e.value).startswith("SparkSession could not start: py4j said: Connection refused | at line two")
+            assert str(tmp_path / "k.log") in str(e.value)
+            with pytest.raises(SparkStartError):
+                sc.parallelize([1])
+            assert starter.status()["state"] == "failed"

@@ -149,3 +149,12 @@ def test_two_locations_at_once_are_refused(tmp_path):
     with pytest.raises(ValidationError):
         ks.install_kernelspec(s, prefix=tmp_path, user=True)
     assert _tree(tmp_path) == []
+
+
+def test_location_options_map_to_kernel_dirs(tmp_path, monkeypatch):
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "data"))
+    assert ks.kernels_dir() == tmp_path / "data" / "kernels"
+    assert ks.kernels_dir(user=True) == tmp_path / "data" / "kernels"
+    assert ks.kernels_dir(sys_prefix=True) == Path(os.path.abspath(sys.prefix)) / "share" / "jupyter" / "kernels"
+    assert ks.kernels_dir(prefix=tmp_path / "p") == tmp_path / "p" / "share" / "jupyter" / "kernels"
+    assert ks.kernels_dir(data_dir=tmp_path / "u") == tmp_path / "u" / "kernels"
