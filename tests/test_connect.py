@@ -110,7 +110,7 @@ def test_cli_connect_options_bad_input_exit_2(tmp_path):
 def test_executor_python_check():
     info = cc.check_executor_python(sys.executable)
     assert info["ok"], info["message"]
-    assert info["python_version"] == "%d.%d" % sys.version_info[:2]
+    assert info["python_version"] == "{}.{}".format(*sys.version_info[:2])
     bad = cc.check_executor_python("/bin/false")
     assert not bad["ok"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from ..core.localcluster import LocalCluster, default_run_dir
 from ..core.errors import ValidationError
+from ..core.localcluster import LocalCluster, default_run_dir
 from ..core.models import parse_conf, parse_memory, parse_positive_int
 from ..core.spark.connect import parse_connect_conf, parse_connect_host
 

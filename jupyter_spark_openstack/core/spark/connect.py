@@ -402,7 +402,7 @@ def check_executor_python(python: str, timeout: float = 60.0) -> dict:
             "    try:\n        out[m]=__import__(m).__version__\n"
             "    except Exception as e:\n        out[m]=None\n"
             "print(json.dumps(out))")
-    mine = "%d.%d" % sys.version_info[:2]
+    mine = "{}.{}".format(*sys.version_info[:2])
     try:
         res = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=timeout)
         info = json.loads(res.stdout.strip().splitlines()[-1])
