@@ -13,8 +13,7 @@ import pytest
 
 from jupyter_spark_openstack.core.spark.master_client import fetch_master_state
 from jupyter_spark_openstack.demo.client import HubClient
-from jupyter_spark_openstack.demo.hubconfig import write_hub_config
-from jupyter_spark_openstack.demo.hubprocess import HubProcess, kill_processes, processes_under
+from jupyter_spark_openstack.demo.hubprocess import kill_processes, processes_under, start_hub
 
 pytestmark = [pytest.mark.hub, pytest.mark.spark]
 
@@ -22,14 +21,14 @@ pytestmark = [pytest.mark.hub, pytest.mark.spark]
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     d = tmp_path_factory.mktemp("hub")
-    info = write_hub_config(d, spawner_overrides={
+    h = start_hub(d, spawner_overrides={
         "max_workers_total": 4, "cluster_start_timeout": 240.0,
+        "reconcile_interval": 2.0, "reconcile_grace": 8.0,
         # give idle executors back quickly, so the classic kernel gets cores soon after the
         # Connect kernel's job (the product default is 60 s)
         "connect_conf": {"spark.dynamicAllocation.executorIdleTimeout": "3s",
                          "spark.dynamicAllocation.shuffleTracking.timeout": "3s"}})
-    h = HubProcess(info).start()
-    h.client = HubClient(info["url"], info["api_token"])
+    h.client = HubClient(h.url, h.token)
     try:
         yield h
     finally:
@@ -145,3 +144,108 @@ def test_hub_wide_worker_limit(hub):
     finally:
         c.stop("bob")
     assert not _user_procs(hub, "bob")
+
+
+def _kernel_json(cluster, name):
+    return json.loads((Path(cluster["run_dir"]) / "user" / "jupyter" / "kernels" / name / "kernel.json").read_text())
+
+
+def test_two_users_get_separate_masters_and_cannot_use_each_other(hub):
+    from jupyter_client import KernelManager
+    from jupyter_client.kernelspec import KernelSpec
+
+    from jupyter_spark_openstack.core.spark.connect import ConnectAuthError, probe
+
+    c = hub.client
+    for user in ("erin", "frank"):
+        r = c.spawn(user, {"workers": 1})
+        assert r.status_code in (201, 202), r.text
+    try:
+        c.wait_ready("erin")
+        c.wait_ready("frank")
+        erin, frank = _cluster_state(hub, "erin"), _cluster_state(hub, "frank")
+        assert erin["master"]["master_url"] != frank["master"]["master_url"]
+        for st in (erin, frank):
+            assert len(fetch_master_state(st["master"]["webui_url"]).alive_workers) == 1
+        assert Path(erin["secret_file"]).read_text() != Path(frank["secret_file"]).read_text()
+
+        # frank's Connect token is refused by erin's Connect server (and no token at all, too)
+        frank_token = Path(frank["connect"]["token_file"]).read_text().strip()
+        for token in (frank_token, None):
+            with pytest.raises(ConnectAuthError):
+                probe(erin["connect"]["url"], token, timeout=10)
+
+        # frank's classic kernel pointed at erin's master: erin's master refuses it
+        spec = _kernel_json(frank, "pyspark-classic")
+        env = dict(spec["env"], SPARK_OPENSTACK_MASTER_URL=erin["master"]["master_url"],
+                   SPARK_OPENSTACK_START_TIMEOUT="40")
+        km = KernelManager(kernel_name="pyspark-classic")
+        km._kernel_spec = KernelSpec(argv=spec["argv"], env=env, display_name="x", language="python")
+        km.start_kernel(env={**os.environ, **env})
+        kc = km.client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=60)
+            outputs = []
+            reply = kc.execute_interactive("spark.range(3).count()", timeout=180,
+                                           output_hook=lambda m: outputs.append(m))
+            assert reply["content"]["status"] == "error"
+            err = [m["content"] for m in outputs if m["msg_type"] == "error"][0]
+            assert "could not start" in err["evalue"], err
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
+        apps = fetch_master_state(erin["master"]["webui_url"]).active_apps
+        assert not [a for a in apps if "frank" in a.name]
+    finally:
+        c.stop("erin")
+        c.stop("frank")
+    assert not _user_procs(hub, "erin") and not _user_procs(hub, "frank")
+
+
+def test_hub_restart_mid_session_still_stops_everything(hub):
+    c = hub.client
+    r = c.spawn("grace", {"workers": 1})
+    assert r.status_code in (201, 202), r.text
+    c.wait_ready("grace")
+    before = _user_procs(hub, "grace")
+    assert before
+    hub.stop(kill=True)  # the hub dies; the user's server and cluster live on
+    assert all(p.is_running() for p in before)
+    hub.start()
+    c.stop("grace")
+    assert not _user_procs(hub, "grace")
+    assert not list((Path(hub.info["dir"]) / "provisioner").glob("*grace*/workers/*.json"))
+
+
+def test_hub_killed_mid_spawn_orphans_are_reconciled(hub):
+    c = hub.client
+    c.ensure_user("heidi")
+    import threading
+
+    t = threading.Thread(target=lambda: c.api("POST", "/users/heidi/server", json={"workers": 2},
+                                              timeout=600), daemon=True)
+    t.start()
+    prov = Path(hub.info["dir"]) / "provisioner"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and len(list(prov.glob("*heidi*/workers/*.json"))) < 1:
+        time.sleep(0.2)
+    assert list(prov.glob("*heidi*/workers/*.json")), "no worker was requested"
+    hub.stop(kill=True)  # killed mid-spawn: the database never saw this cluster as running
+    t.join(timeout=30)
+    assert _user_procs(hub, "heidi") or list(prov.glob("*heidi*/workers/*.json"))
+    hub.start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        left = _user_procs(hub, "heidi") + processes_under(prov / "jupyterhub-heidi")
+        if not left and not list(prov.glob("*heidi*/workers/*.json")):
+            break
+        time.sleep(1)
+    assert not _user_procs(hub, "heidi")
+    assert not processes_under(prov / "jupyterhub-heidi")
+    log = hub.log_path.read_text()
+    # the restarted hub finds heidi's half-started server in its database and deletes the
+    # cluster itself; what it could not know of, the reconciler deletes (tests/test_orphans.py)
+    assert ("heidi's notebook server is gone; deleting its Spark cluster" in log
+            or "reconciler: stopping orphan cluster jupyterhub-heidi" in log)
+    c.stop("heidi")

@@ -15,6 +15,7 @@ everything already created before the error is raised.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -144,11 +145,19 @@ class SparkCluster:
         return [WorkerRecord.from_dict(r) for r in self.state.get("records", [])]
 
     def _save(self, **changes) -> None:
+        """Record a change: in ``<run_dir>/cluster.json`` (found by the reconciler even if the
+        hub's database never got it) and through ``on_change`` (the hub's database)."""
         self.state.update(changes)
         try:
+            if self.run_dir.exists():
+                tmp = self.run_dir / "cluster.json.tmp"
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    json.dump(self.state, f)
+                os.replace(tmp, self.run_dir / "cluster.json")
             self.on_change()
         except Exception:  # persisting must never break the lifecycle
-            log.exception("saving cluster state failed")
+            self.log.exception("saving cluster state failed")
 
     # ---- start -------------------------------------------------------------------------
     async def start(self) -> dict:
@@ -410,6 +419,8 @@ class SparkCluster:
             Path(self.secret_file).unlink(missing_ok=True)
         self._save(records=[], master=None, phase="stopped", secret_file=None)
         shutil.rmtree(self.run_dir / "master", ignore_errors=True)
+        shutil.rmtree(self.run_dir / "connect", ignore_errors=True)
+        (self.run_dir / "cluster.json").unlink(missing_ok=True)
 
     async def _delete_all(self, records: list[WorkerRecord], retries: int) -> list[WorkerRecord]:
         async def delete(rec: WorkerRecord) -> WorkerRecord | None:
@@ -428,3 +439,32 @@ class SparkCluster:
 
         results = await asyncio.gather(*(delete(r) for r in records))
         return [r for r in results if r is not None]
+
+
+async def stop_orphan_clusters(base_dir: str | os.PathLike, config: ClusterConfig,
+                               provisioner: Provisioner, known: set[str], *,
+                               grace: float = 300.0, logger: logging.Logger | None = None) -> list[str]:
+    """Stop clusters recorded under ``base_dir/*/cluster.json`` that belong to this hub but to
+    no running or pending server (``known`` cluster ids), once older than ``grace`` seconds.
+
+    This covers what lives on the hub host (per-user master, Connect server) and their
+    workers, for a hub killed mid-spawn whose database never saw the cluster."""
+    logger = logger or log
+    stopped = []
+    for path in sorted(Path(base_dir).glob("*/cluster.json")):
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if state.get("hub_id") != config.hub_id or state.get("cluster_id") in known:
+            continue
+        if state.get("phase") == "stopped" or time.time() - path.stat().st_mtime < grace:
+            continue
+        logger.warning("reconciler: stopping orphan cluster %s of user %s (no running or "
+                       "pending server owns it)", state.get("cluster_id"), state.get("owner"))
+        try:
+            await SparkCluster.from_state(config, provisioner, state, logger=logger).stop()
+            stopped.append(state["cluster_id"])
+        except Exception as e:  # noqa: BLE001 - next round tries again
+            logger.error("reconciler: could not stop orphan cluster %s: %s", state.get("cluster_id"), e)
+    return stopped

@@ -129,3 +129,22 @@ class HubProcess:
                     kill_processes([psutil.Process(pid)])
             except (ValueError, psutil.Error, OSError):
                 pass
+
+
+def start_hub(directory, *, attempts: int = 3, **config) -> HubProcess:
+    """Write a hub config (``write_hub_config`` keywords) and start it; on a port taken
+    between choosing and binding it (busy machines), choose new ports and try again."""
+    from .hubconfig import write_hub_config  # noqa: PLC0415
+
+    last = None
+    for _ in range(attempts):
+        info = write_hub_config(directory, **config)
+        hub = HubProcess(info)
+        try:
+            return hub.start()
+        except RuntimeError as e:
+            last = e
+            hub.stop()
+            if "Address already in use" not in str(e) and "address already in use" not in hub.log_tail(200):
+                raise
+    raise last

@@ -10,17 +10,19 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import weakref
 from pathlib import Path
 
 from tornado import web
 from traitlets import Bool, Dict, Float, Int, List, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
-from ..core.cluster import ClusterConfig, SparkCluster, safe_id
+from ..core.cluster import ClusterConfig, SparkCluster, safe_id, stop_orphan_clusters
 from ..core.errors import ClusterError, ProvisionerError, ValidationError
 from ..core.models import parse_conf, parse_memory
 from ..core.options import DEFAULT_SIZES, Limits, OptionsSchema
 from ..core.provisioners import load_provisioner_class
+from ..core.reconcile import Reconciler
 
 
 class SparkClusterMixin(LoggingConfigurable):
@@ -94,9 +96,74 @@ class SparkClusterMixin(LoggingConfigurable):
 
     options_from_form = "simple"
 
+    # ---- reconciliation ----------------------------------------------------------------------
+    reconcile_interval = Float(
+        300.0, config=True,
+        help="Seconds between reconciliation rounds: workers tagged with this hub (and per-user "
+             "masters/Connect servers on this host) that belong to no running or pending server "
+             "are deleted. 0 disables it.")
+    reconcile_grace = Float(
+        300.0, config=True,
+        help="An unowned worker or cluster is deleted only once it is this old (seconds).")
+
     # ---- class-level bookkeeping (one hub process) --------------------------------------------
     _provisioner_cache: dict = {}
     _workers_in_use: dict = {}
+    _live: weakref.WeakSet = weakref.WeakSet()
+    _reconcilers: dict = {}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        SparkClusterMixin._live.add(self)
+        try:
+            asyncio.get_running_loop().call_soon(self._ensure_reconciler)
+        except RuntimeError:  # no loop (e.g. config checks): started on first start()
+            pass
+
+    def _known_clusters(self) -> set[str]:
+        known = set()
+        for sp in list(SparkClusterMixin._live):
+            if getattr(sp, "_cluster", None) is not None:
+                known.add(sp._cluster.cluster_id)
+            if getattr(sp, "user", None) is not None and (sp.active or sp.pending):
+                known.add(safe_id(self.hub_id, sp.user.name, sp.name or ""))
+        return known
+
+    def _ensure_reconciler(self) -> None:
+        """One reconciler task per (provisioner, hub) in this hub process."""
+        if self.reconcile_interval <= 0:
+            return
+        key = (self.provisioner, repr(sorted(self.provisioner_config.items())), self.hub_id)
+        task = SparkClusterMixin._reconcilers.get(key)
+        if task is not None and not task.done():
+            return
+        try:
+            prov = self._get_provisioner()
+            config = self._cluster_config()
+        except Exception:
+            self.log.exception("reconciler not started: bad configuration")
+            return
+        base_dir = self._cluster_base_dir
+        grace, interval, logger = self.reconcile_grace, self.reconcile_interval, self.log
+
+        async def known() -> set[str]:
+            return self._known_clusters()
+
+        reconciler = Reconciler(prov, self.hub_id, known, grace=grace, log=logger)
+
+        async def loop():
+            while True:
+                try:
+                    await stop_orphan_clusters(base_dir, config, prov, self._known_clusters(),
+                                               grace=grace, logger=logger)
+                    await reconciler.run_once()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - log and try again next round
+                    logger.exception("reconciliation round failed")
+                await asyncio.sleep(interval)
+
+        SparkClusterMixin._reconcilers[key] = asyncio.get_running_loop().create_task(loop())
 
     @validate("provisioner")
     def _check_provisioner(self, proposal):
@@ -252,6 +319,7 @@ class SparkClusterMixin(LoggingConfigurable):
         return options
 
     async def start(self):
+        self._ensure_reconciler()
         self._event_list = []
         self._start_done = False
         try:
@@ -312,6 +380,17 @@ class SparkClusterMixin(LoggingConfigurable):
     async def poll(self):
         status = await super().poll()
         if status is not None:
+            if self._cluster is not None:
+                # The notebook server is gone (crashed, or died while the hub was down): the
+                # hub will not call stop() for it, so the cluster is deleted here.
+                self.log.warning("%s's notebook server is gone; deleting its Spark cluster", self._log_name)
+                try:
+                    await self._cluster.stop()
+                    self._cluster = None
+                    SparkClusterMixin._workers_in_use.pop(self._key, None)
+                except Exception:
+                    self.log.exception("deleting %s's cluster failed; kept in state", self._log_name)
+                self._persist()
             return status
         if self._cluster is not None:
             st = await self._cluster.poll()
