@@ -112,22 +112,20 @@ class LabServer:
         self._children.update(p.pid for p in kids)
         return kids
 
-    def stop(self, timeout: float = 20.0) -> list[int]:
-        """Stop the server; returns the pids of its processes still alive afterwards (none)."""
+    def stop(self, timeout: float = 45.0) -> list[int]:
+        """Stop the server (SIGTERM: it shuts its kernels down, killing those that do not
+        exit within its shutdown_wait_time); returns the pids of its processes that were
+        still alive afterwards and had to be killed here (a clean stop returns [])."""
         if self.proc is None:
             return []
         self.descendants()
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout / 2)
+                self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.proc.send_signal(signal.SIGINT)
-                try:
-                    self.proc.wait(timeout / 2)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(5)
+                self.proc.kill()
+                self.proc.wait(5)
         left = []
         for pid in self._children:
             try:

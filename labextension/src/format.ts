@@ -89,7 +89,11 @@ const SESSION_FAILURE = [
   /Could not create SparkSession/i,
   /SparkConnectGrpcException/,
   /Failed to connect to master/i,
-  /Initial job has not accepted any resources/i
+  /Initial job has not accepted any resources/i,
+  // this project's kernel: jupyter_spark_openstack.kernel.session.SparkStartError
+  /SparkStartError/,
+  /SparkSession could not start/,
+  /Connect(Auth|Unreachable)?Error/
 ];
 
 export function isSessionFailure(

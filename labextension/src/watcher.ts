@@ -72,7 +72,7 @@ export class DeadKernelWatcher {
       }
       const c = msg.content || {};
       if (isSessionFailure(c.ename || '', c.evalue || '', c.traceback || [])) {
-        void this.trigger(ctx, 'SparkSession failed', true);
+        void this.trigger(ctx, 'SparkSession failed', true, `${c.ename}: ${c.evalue}`);
       }
     });
   }
@@ -121,7 +121,12 @@ export class DeadKernelWatcher {
   }
 
   /** Diagnose the context's kernel if it is a PySpark kernel; at most once per episode. */
-  async trigger(ctx: IWatchedSession, reason: string, force = false): Promise<IDiagnostics | null> {
+  async trigger(
+    ctx: IWatchedSession,
+    reason: string,
+    force = false,
+    error: string | null = null
+  ): Promise<IDiagnostics | null> {
     const kernel = ctx.session?.kernel;
     if (!kernel) {
       return null;
@@ -152,6 +157,18 @@ export class DeadKernelWatcher {
         explanation: 'The kernel died and the server extension gave no diagnosis for it.',
         fix: 'Run `jupyter-spark-openstack doctor` in a terminal and read the kernel log.',
         evidence: []
+      };
+    }
+    if (error !== null && diag.category === 'ok') {
+      // the kernel runs, but its SparkSession failed for a reason no rule knows: still say so
+      diag = {
+        ...diag,
+        category: 'unknown',
+        title: 'SparkSession could not start',
+        explanation:
+          "The kernel's SparkSession could not start, and the server found no known cause in the kernel's logs.",
+        fix: 'Read the error and the kernel log; `jupyter-spark-openstack doctor` checks Java, SPARK_HOME, the kernelspecs and the master.',
+        evidence: [error, ...(diag.evidence || [])]
       };
     }
     if (diag.category === 'ok') {

@@ -58,6 +58,10 @@ describe('isSessionFailure', () => {
     expect(isSessionFailure('PySparkRuntimeError', '[JAVA_GATEWAY_EXITED] Java gateway process exited before sending its port number.')).toBe(true);
     expect(isSessionFailure('Py4JJavaError', 'An error occurred while calling None.org.apache.spark.api.java.JavaSparkContext.', ['  spark = SparkSession.builder.getOrCreate()'])).toBe(true);
   });
+  it("detects this project's kernel's SparkStartError", () => {
+    expect(isSessionFailure('SparkStartError', 'SparkSession could not start: master spark://127.0.0.1:1 unreachable')).toBe(true);
+    expect(isSessionFailure('ConnectUnreachableError', 'no answer from sc://127.0.0.1:15002')).toBe(true);
+  });
   it('ignores ordinary user errors', () => {
     expect(isSessionFailure('NameError', "name 'x' is not defined")).toBe(false);
     expect(isSessionFailure('AnalysisException', '[UNRESOLVED_COLUMN] A column cannot be resolved', ['df.select("nope")'])).toBe(false);

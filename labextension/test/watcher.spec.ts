@@ -74,6 +74,22 @@ describe('DeadKernelWatcher', () => {
     expect(shown).toEqual([]);
   });
 
+  it('still explains a SparkSession failure the server has no rule for', async () => {
+    const shown: IDiagnostics[] = [];
+    const api = new SparkApi(async () => ({ status: 200, body: { ...diag('k8'), category: 'ok', evidence: [] } }));
+    const watcher = new DeadKernelWatcher(api, d => void shown.push(d), { attempts: 1, delayMs: 1 });
+    const ctx = new FakeContext('k8', 'pyspark');
+    watcher.watch(ctx);
+    ctx.iopubMessage.emit({
+      header: { msg_type: 'error' },
+      content: { ename: 'SparkStartError', evalue: 'SparkSession could not start: master gone', traceback: [] }
+    });
+    await waitFor(() => shown.length === 1);
+    expect(shown[0].category).toBe('unknown');
+    expect(shown[0].title).toBe('SparkSession could not start');
+    expect(shown[0].evidence).toEqual(['SparkStartError: SparkSession could not start: master gone']);
+  });
+
   it('ignores kernels that are not PySpark kernels', async () => {
     const { watcher, requested, shown } = setup();
     const ctx = new FakeContext('k2', 'python3', { debugger: true });
