@@ -240,3 +240,39 @@ async def test_insufficient_resources(jp_fetch, jp_serverapp, jp_data_dir, spark
                                        "spark.driver.host": "127.0.0.1", "spark.ui.enabled": "false"})})
     body = await diagnose(jp_fetch, jp_serverapp, "too-big", "insufficient-resources", timeout=120)
     assert any("Initial job has not accepted any resources" in e for e in body["evidence"])
+
+
+def other_python() -> str | None:
+    """An interpreter of another minor version than this one (pyenv's, or python3.X on PATH)."""
+    import glob
+    import shutil
+
+    mine = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    candidates = sorted(glob.glob("/root/.pyenv/versions/3.*/bin/python3.[0-9]*"))
+    candidates += [p for v in range(9, 15) if (p := shutil.which(f"python3.{v}"))]
+    for c in candidates:
+        if c.endswith("-config") or mine in Path(c).name:
+            continue
+        try:
+            out = subprocess.run([c, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                 capture_output=True, text=True, timeout=20)
+        except OSError:
+            continue
+        v = out.stdout.strip()
+        if out.returncode == 0 and v != mine and v.startswith("3.") and int(v.split(".")[1]) >= 9:
+            return c
+    return None
+
+
+@pytest.mark.spark
+@jp_test
+async def test_version_mismatch(jp_fetch, jp_serverapp, jp_data_dir):
+    """Driver on this Python, Python workers on another minor version (PYSPARK_PYTHON)."""
+    other = other_python()
+    if not other:
+        pytest.skip("no Python of another minor version on this machine")
+    install_spec(jp_data_dir, "py-mismatch", eager_argv(), env={
+        **LOCAL, **NO_PYTHONPATH, "TEST_SPARK_MASTER": "local[1]", "TEST_SPARK_JOB": "1", "PYSPARK_PYTHON": other,
+        "TEST_SPARK_CONF": json.dumps({"spark.task.maxFailures": "1", "spark.ui.enabled": "false"})})
+    body = await diagnose(jp_fetch, jp_serverapp, "py-mismatch", "version-mismatch", timeout=120)
+    assert any("PYTHON_VERSION_MISMATCH" in e for e in body["evidence"])
