@@ -59,6 +59,9 @@ def main() -> int:
     try:
         emu, prov_cfg, extra = start_demo_emulator(root, boot_delay=3.0)
         emu.set_quota(instances=max(100, args.users * 2), cores=max(64, args.users * 2))
+        # POST .../server answers 202 at once instead of holding the request for 10 s: 30 held
+        # requests would fill the proxy's upstream queue (what a browser storm does not do)
+        extra += "\nc.JupyterHub.tornado_settings = {'slow_spawn_timeout': 0}"
         info = write_hub_config(root / "hub", provisioner="openstack", provisioner_config=prov_cfg,
                                 extra=extra, spawner_overrides={
                                     "connect_server": False, "cluster_start_timeout": args.timeout,
@@ -141,6 +144,12 @@ def main() -> int:
         res["all_stopped_s"] = time.perf_counter() - t1
         res["servers_left"] = len(emu.servers())
         res["worker_processes_left"] = len(emu.worker_processes())
+    except BaseException:
+        if hub is not None:
+            keep = Path(tempfile.gettempdir()) / "bench-hub-openstack.failed.log"
+            shutil.copy(hub.log_path, keep)
+            print(f"hub log kept in {keep}", file=sys.stderr)
+        raise
     finally:
         if hub is not None:
             hub.stop()

@@ -22,6 +22,26 @@
   other ingress.
 
 User-data comes from :mod:`.cloudconfig` and never holds OpenStack credentials or a hub token.
+
+Example (``jupyterhub_config.py``)::
+
+    c.SparkClusterMixin.provisioner = "openstack"
+    c.SparkClusterMixin.provisioner_config = {
+        "cloud": "mycloud",                        # clouds.yaml entry (or OS_* variables)
+        "image": "spark-worker-4.0",               # Java + Spark preinstalled
+        "networks": ["private"],
+        "key_name": "admin-key",
+        "hub_cidr": "10.0.0.0/24",                 # Spark ports open to this network only
+        "install": {"mode": "preinstalled", "spark_home": "/opt/spark",
+                    "java_home": "/usr/lib/jvm/java-17-openjdk-amd64"},
+        # or {"mode": "download", "spark_url": "https://.../spark-4.0.0-bin-hadoop3.tgz",
+        #     "spark_sha512": "<128 hex>"}
+    }
+    c.SparkClusterMixin.worker_sizes = [
+        {"name": "small", "cores": 2, "memory": "3g", "flavor": "m1.medium"},
+        {"name": "large", "cores": 8, "memory": "28g", "flavor": "m1.xlarge"}]
+
+``bench``/tests/demo run it against :mod:`jupyter_spark_openstack.testing.emulator`.
 """
 
 from __future__ import annotations
