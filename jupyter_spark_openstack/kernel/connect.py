@@ -136,10 +136,26 @@ def create_session(env: Mapping[str, str] | None = None, app_name: str | None = 
     spark = _with_deadline(lambda: SparkSession.builder.channelBuilder(builder).getOrCreate(),
                            timeout, url)
     _with_deadline(lambda: spark.version, timeout, url)   # first RPC of this client, bounded
+    _bound_retries(spark)
     if not install_explanations():
         _install_explanations_later()
     _say(log, f"Spark Connect: session {app_name or ''} ready on {url}")
     return spark, SparkContextUnavailable()
+
+
+RETRIES = 6            # PySpark's default (15, up to 60 s apart) waits 10+ minutes for a
+MAX_BACKOFF_MS = 10000  # dead server; these give up after about 25 s
+
+
+def _bound_retries(spark) -> None:
+    """A cell must not hang for 10 minutes when the server is gone: bound PySpark's retries."""
+    try:
+        from pyspark.sql.connect.client.retries import DefaultPolicy  # noqa: PLC0415
+
+        spark.client.set_retry_policies([DefaultPolicy(max_retries=RETRIES,
+                                                       max_backoff=MAX_BACKOFF_MS)])
+    except (ImportError, AttributeError, TypeError):  # another PySpark: keep its policy
+        pass
 
 
 def _install_explanations_later(timeout: float = 120.0) -> None:
