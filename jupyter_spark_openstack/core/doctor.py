@@ -48,6 +48,11 @@ class Check:
 
 
 def _java_check(name: str, env: Mapping[str, str], where: str) -> Check:
+    jh = env.get("JAVA_HOME")
+    if jh and not os.access(os.path.join(jh, "bin", "java"), os.X_OK):
+        # Spark's launcher uses $JAVA_HOME/bin/java when JAVA_HOME is set: no fallback to PATH
+        return Check(name, FAIL, f"JAVA_HOME={jh} for {where} has no bin/java",
+                     "point JAVA_HOME at a Java 17 or 21 installation, or unset it")
     path = home.find_java(dict(env))
     if not path:
         jh = env.get("JAVA_HOME")
@@ -187,13 +192,17 @@ def run_doctor(*, target: MasterTarget | None = None, kernelspecs: Mapping[str, 
     specs = pyspark_kernelspecs() if kernelspecs is None else dict(kernelspecs)
     checks: list[Check] = [_java_check("java", env, "the notebook server"), check_spark_home(env),
                            check_hostname()]
+    master_checked = False
     if target is None:
         try:
             target = resolve_master(env=env, kernelspecs=specs)
         except Exception as e:  # noqa: BLE001 - a bad setting is a failed check, not a crash
             checks.append(Check("master", FAIL, str(e), "fix the named setting"))
             target = MasterTarget(None, None)
-    if target.configured:
+            master_checked = True
+    if master_checked:
+        pass
+    elif target.configured:
         checks.append(check_master("master", target.master_url, target.webui_url, timeout))
     else:
         checks.append(Check("master", WARN, "no Spark master is configured for this server",
