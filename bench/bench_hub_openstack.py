@@ -160,7 +160,7 @@ def main() -> int:
         kill_processes(left)
         shutil.rmtree(root, ignore_errors=True)
     print()
-    print(f"30-user storm on the hub, openstack provisioner on the emulator (boot delay 3 s), "
+    print(f"{args.users}-user storm on the hub, openstack provisioner on the emulator (boot delay 3 s), "
           f"{args.users} users x 1 worker, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     for k in ("spawn_requests_returned_s", "ready_median_s", "all_ready_s", "all_stopped_s"):
         print(f"  {k:28} {res[k]:8.1f} s")

@@ -69,6 +69,14 @@ from ..models import (
 from .base import Provisioner, WorkerRecord, WorkerSpec, WorkerStatus
 from .cloudconfig import InstallConfig, render_user_data
 
+# Imported here, once, when the provisioner class is loaded: importing openstacksdk lazily in
+# the API threads while a hub serves requests starves its event loop for ~0.5 s.
+import openstack  # noqa: E402, F401  isort: skip
+import openstack.compute.v2._proxy  # noqa: E402, F401  isort: skip
+import openstack.connection  # noqa: E402, F401  isort: skip
+import openstack.image.v2._proxy  # noqa: E402, F401  isort: skip
+import openstack.network.v2._proxy  # noqa: E402, F401  isort: skip
+
 TAG_PREFIX = "spark-openstack-hub-"
 MD_HUB = "spark_openstack_hub"
 MD_OWNER = "spark_openstack_owner"
@@ -95,7 +103,8 @@ CONFIG_KEYS = {
     "hub_cidr": "CIDR of the hub's network, allowed to reach the workers' Spark ports",
     "manage_security_group": "create/maintain the per-hub worker security group (default true)",
     "api_timeout": "seconds before one API call times out (default 30)",
-    "max_api_concurrency": "SDK calls running at once (default 8)",
+    "max_api_concurrency": "SDK calls running at once (default 4: more threads of openstacksdk "
+                           "compete with the hub's event loop for the GIL)",
     "retries": "retries of a transient API error (default 5)",
     "retry_backoff": "first backoff in seconds, doubled per retry (default 0.5)",
     "delete_timeout": "seconds to wait for a deleted server to be gone (default 300)",
@@ -252,7 +261,7 @@ class OpenStackProvisioner(Provisioner):
         out["manage_security_group"] = msg and out["hub_cidr"] is not None
         out["api_timeout"] = parse_positive_float("openstack.api_timeout", c.get("api_timeout", 30.0), maximum=600)
         out["max_api_concurrency"] = parse_positive_int("openstack.max_api_concurrency",
-                                                        c.get("max_api_concurrency", 8), maximum=64)
+                                                        c.get("max_api_concurrency", 4), maximum=64)
         out["retries"] = parse_positive_int("openstack.retries", c.get("retries", 5), minimum=0, maximum=20)
         out["retry_backoff"] = parse_positive_float("openstack.retry_backoff", c.get("retry_backoff", 0.5), maximum=60)
         out["delete_timeout"] = parse_positive_float("openstack.delete_timeout", c.get("delete_timeout", 300.0))
@@ -467,7 +476,8 @@ class OpenStackProvisioner(Provisioner):
         resolved = await self._resolve()
         sg = await self._ensure_security_group(spec.hub_id)
         nonce = uuid.uuid4().hex[:16]
-        kw = self._create_kwargs(spec, flavor, resolved, sg, nonce)
+        # YAML rendering is pure-Python CPU work: keep it off the event loop too
+        kw = await self._run(self._create_kwargs, spec, flavor, resolved, sg, nonce)
         c = self.config
         attempt = 0
         while True:
