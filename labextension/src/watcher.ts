@@ -39,7 +39,7 @@ export class DeadKernelWatcher {
     private readonly api: SparkApi,
     private readonly show: ShowFn,
     private readonly retry = { attempts: 4, delayMs: 250 },
-    private readonly probeOptions: IProbeOptions = { delayMs: 700, intervalMs: 700, maxMs: 60000 }
+    private readonly probeOptions: IProbeOptions = { delayMs: 300, intervalMs: 400, maxMs: 60000 }
   ) {}
 
   watch(ctx: IWatchedSession): void {
