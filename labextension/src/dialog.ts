@@ -12,7 +12,8 @@ export async function showDiagnostics(d: IDiagnostics, reason: string): Promise<
   }
   const body = new Widget();
   body.addClass('jso-diag-dialog');
-  body.node.appendChild(renderDiagnostics(d));
+  const content = renderDiagnostics(d);
+  body.node.appendChild(content);
   const copy = h('button', { class: 'jp-Button jso-copy-log', type: 'button' }, 'Copy log') as HTMLButtonElement;
   copy.addEventListener('click', () => {
     const text = d.log_text || d.evidence.join('\n');
@@ -20,7 +21,14 @@ export async function showDiagnostics(d: IDiagnostics, reason: string): Promise<
     // Also keep the text selectable for browsers that refuse clipboard access.
     copy.textContent = 'Copied';
   });
-  body.node.appendChild(h('div', { class: 'jso-diag-actions' }, copy));
+  // right under the fix, so that it is visible without scrolling past long evidence
+  const actions = h('div', { class: 'jso-diag-actions' }, copy);
+  const fix = content.querySelector('.jso-diag-fix');
+  if (fix) {
+    fix.after(actions);
+  } else {
+    content.appendChild(actions);
+  }
   const title = d.title
     ? `PySpark kernel: ${d.title}`
     : `PySpark kernel problem (${reason})`;

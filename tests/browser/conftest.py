@@ -13,13 +13,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _labserver import LabServer  # noqa: E402
+from _labserver import LabServer, free_port  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
 ARTIFACTS = Path(__file__).resolve().parent.parent.parent / "test-artifacts"
 BROKEN_KERNEL = "pyspark-broken"
+NO_MASTER_KERNEL = "pyspark-nomaster"
 
 
 def pytest_collection_modifyitems(items):
@@ -60,6 +61,16 @@ def lab(tmp_path_factory, spark_cluster, bare_python):
                      [bare_python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
                      {"jupyter_spark_openstack": {"master_url": spark_cluster["master_url"],
                                                   "webui_url": spark_cluster["webui_url"]}})
+    # the project's real PySpark kernel, pointed at a master port where nothing listens
+    closed = free_port()
+    kdir = share / "kernels" / NO_MASTER_KERNEL
+    kdir.mkdir(parents=True)
+    (kdir / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "jupyter_spark_openstack.kernel", "-f", "{connection_file}"],
+        "display_name": "PySpark (no master)", "language": "python",
+        "env": {"SPARK_OPENSTACK_MASTER_URL": f"spark://127.0.0.1:{closed}",
+                "SPARK_OPENSTACK_START_TIMEOUT": "20"},
+        "metadata": {"jupyter_spark_openstack": {"master_url": f"spark://127.0.0.1:{closed}"}}}))
     env = {
         "JUPYTER_PATH": str(share),
         "SPARK_OPENSTACK_MASTER_URL": spark_cluster["master_url"],
@@ -109,8 +120,12 @@ def pytest_runtest_makereport(item, call):
     setattr(item, "rep_" + rep.when, rep)
 
 
-def open_lab(page, lab) -> None:
-    page.goto(lab.lab_url("lab"))
+def open_lab(page, lab, workspace: str | None = None) -> None:
+    """Open JupyterLab in a fresh workspace (no notebook of an earlier test reopens)."""
+    import secrets
+
+    ws = workspace or "t" + secrets.token_hex(4)
+    page.goto(lab.lab_url(f"lab/workspaces/{ws}") + "&reset")
     page.wait_for_selector("#jp-main-dock-panel", state="attached", timeout=60000)
     page.wait_for_function("() => window.jupyterapp && window.jupyterapp.started !== undefined")
     page.wait_for_selector("#jupyter-spark-openstack-status", timeout=30000)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import BROKEN_KERNEL, open_lab
+from conftest import BROKEN_KERNEL, NO_MASTER_KERNEL, open_lab
 from playwright.sync_api import expect
 
 # Runs in the page: record when the notebook's kernel first reports a death and when the
@@ -71,3 +71,30 @@ def test_dead_pyspark_kernel_shows_the_diagnosis(page, lab, artifacts):
           f"statuses then: {timing['statusesAtDialog']}")
     page.locator(".jp-Dialog button.jp-mod-accept").click()
     expect(page.locator(".jp-Dialog")).to_have_count(0)
+
+
+def test_sparksession_failure_shows_the_diagnosis(page, lab, artifacts):
+    """The project's kernel runs, but its SparkSession cannot reach the master: the cell
+    touching ``spark`` fails and the dialog explains why."""
+    open_lab(page, lab)
+    page.evaluate("""async (kernelName) => {
+        const app = window.jupyterapp;
+        const panel = await app.commands.execute('notebook:create-new', {kernelName});
+        await panel.sessionContext.ready;
+        panel.content.activeCell.model.sharedModel.setSource('spark.range(3).count()');
+        await app.commands.execute('notebook:run-cell');
+    }""", NO_MASTER_KERNEL)
+    dialog = page.locator(".jp-Dialog .jso-diagnostics")
+    expect(dialog).to_be_visible(timeout=120000)
+    page.screenshot(path=str(artifacts / "lab-sparksession-failure-dialog.png"))
+    kernel_id = dialog.get_attribute("data-kernel-id")
+    status, body = lab.get(f"spark-openstack/api/kernels/{kernel_id}/diagnostics")
+    assert status == 200
+    # the dialog shows the server's category; for a running kernel whose logs match no rule
+    # the server says "ok" and the dialog says "unknown", with the error as evidence
+    expected = body["category"] if body["category"] != "ok" else "unknown"
+    assert dialog.get_attribute("data-category") == expected, body
+    assert "is not reachable" in dialog.locator(".jso-diag-evidence").inner_text()
+    # the cell's own error is the kernel's explanation
+    expect(page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+           .first).to_contain_text("SparkSession could not start")
