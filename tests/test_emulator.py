@@ -241,3 +241,33 @@ def test_thirty_concurrent_clients(emu, tmp_path):
     assert sorted(names) == sorted(f"c{i}" for i in range(30))
     assert emu.servers() == []
     assert len(emu.calls(kind="servers.create")) == 30
+
+
+def test_cli_serves_writes_clouds_yaml_and_stops_on_ctrl_c(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    cy = tmp_path / "clouds.yaml"
+    p = subprocess.Popen([sys.executable, "-m", "jupyter_spark_openstack.cli", "emulator",
+                          "--no-jvm", "--boot-delay", "0.2", "--clouds-yaml", str(cy)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = p.stdout.readline()
+        assert first.startswith("OpenStack emulator on http://127.0.0.1:")
+        p.stdout.readline()
+        cfg = openstack.config.OpenStackConfig(config_files=[str(cy)])
+        conn = openstack.connection.Connection(config=cfg.get_one(cloud="emulator"))
+        s = create(conn, name="cli-vm")
+        assert conn.compute.wait_for_server(s, wait=10, interval=0.1).status == "ACTIVE"
+        p.send_signal(signal.SIGINT)
+        out, _ = p.communicate(timeout=30)
+        assert p.returncode == 0 and "deleting servers" in out
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    bad = subprocess.run([sys.executable, "-m", "jupyter_spark_openstack.cli", "emulator",
+                          "--host", "0.0.0.0"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2
+    assert "--host: '0.0.0.0' is not allowed; expected 127.0.0.1 or localhost" in bad.stderr
