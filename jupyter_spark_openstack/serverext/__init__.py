@@ -16,6 +16,7 @@ defines ``get_handlers() -> [(path_below_spark_openstack, HandlerClass), ...]`` 
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import time
 
@@ -40,6 +41,7 @@ class SparkServerState:
         self._cache: MasterStateCache | None = None
         self._connect: tuple[float, dict | None] = (float("-inf"), None)
         self._http = None
+        self._answer: tuple[tuple, str] | None = None
 
     def target(self) -> MasterTarget:
         now = time.monotonic()
@@ -95,6 +97,20 @@ class SparkServerState:
         return cluster_answer(t, state, refresh_interval=self.config.refresh_interval,
                               proxy_prefix=proxy_prefix if self.config.proxy_ui else None,
                               connect=self.connect_info(t.connect_url))
+
+    async def cluster_answer_json(self, proxy_prefix: str) -> str:
+        """The answer serialized once per upstream read (every poller gets the same bytes)."""
+        t = self.target()
+        cache = self.cache()
+        state = await cache.get() if cache else None
+        key = (id(state), state.fetched_at if state else None, t, proxy_prefix)
+        if self._answer is not None and self._answer[0] == key:
+            return self._answer[1]
+        body = json.dumps(cluster_answer(t, state, refresh_interval=self.config.refresh_interval,
+                                         proxy_prefix=proxy_prefix if self.config.proxy_ui else None,
+                                         connect=self.connect_info(t.connect_url)))
+        self._answer = (key, body)
+        return body
 
 
 def extra_handlers(log=None) -> list[tuple[str, type]]:

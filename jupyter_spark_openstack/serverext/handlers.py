@@ -35,7 +35,8 @@ class ClusterHandler(BaseSparkHandler):
     @authorized
     async def get(self):
         self.set_header("Cache-Control", "no-store")
-        self.finish(json.dumps(await self.ext.cluster_answer(self.proxy_prefix())))
+        self.set_header("Content-Type", "application/json")
+        self.finish(await self.ext.cluster_answer_json(self.proxy_prefix()))
 
 
 class KernelDiagnosticsHandler(BaseSparkHandler):

@@ -109,3 +109,21 @@ def test_bad_config_names_the_trait():
         SparkOpenStack(master_url="http://x:1")
     with pytest.raises(ValidationError, match="SparkOpenStack.refresh_interval"):
         SparkOpenStack(refresh_interval=0)
+
+
+@pytest.fixture
+def broken_java_spec(jp_environ, jp_data_dir, tmp_path):
+    return install_spec(jp_data_dir, "pyspark-nojava", eager_argv(),
+                        env={"JAVA_HOME": str(tmp_path / "no-jdk")})
+
+
+@jp_test
+async def test_doctor_endpoint(broken_java_spec, jp_fetch):
+    body = await _get_json(jp_fetch, "spark-openstack", "api", "doctor")
+    checks = {c["name"]: c for c in body["checks"]}
+    assert body["ok"] is False
+    assert checks["kernelspec:pyspark-nojava:java"]["status"] == "fail"
+    assert "no-jdk" in checks["kernelspec:pyspark-nojava:java"]["message"]
+    assert checks["kernelspec:pyspark-nojava:ipykernel"]["status"] == "ok"
+    assert checks["java"]["status"] == "ok" and checks["spark_home"]["status"] == "ok"
+    assert set(checks["java"]) == {"name", "status", "message", "fix"}
