@@ -26,7 +26,6 @@ from jupyter_spark_openstack.core.spark.ports import free_port, port_open
 from jupyter_spark_openstack.kernel import connect as kc
 
 CLI = [sys.executable, "-m", "jupyter_spark_openstack.cli"]
-KERNEL_MAIN = Path(kc.__file__).parent / "__main__.py"
 
 
 # ---- no JVM ------------------------------------------------------------------------------
@@ -139,35 +138,19 @@ def connect_cluster(tmp_path_factory):
 
 
 def _install_spec(prefix: Path, name: str, url: str, token_file: str | None) -> None:
-    """Install a Connect kernelspec with the installer (``kernel install --connect``); while
-    the installer is not in the tree, write the same kernel.json it writes."""
-    pkg = Path(kc.__file__).parent.parent
-    d = prefix / "share" / "jupyter" / "kernels" / name
-    if (pkg / "cli" / "kernel.py").exists():
-        cmd = [*CLI, "kernel", "install", "--connect", url, "--name", name,
-               "--prefix", str(prefix)]
-        if token_file:
-            cmd += ["--connect-token-file", token_file]
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-        assert res.returncode == 0, res.stderr
-        spec = json.loads((d / "kernel.json").read_text())
-        assert spec["env"][kc.URL_ENV] == url
-        if token_file:
-            assert spec["env"][kc.TOKEN_FILE_ENV] == token_file
-            assert cc.read_token_file(token_file) not in (d / "kernel.json").read_text()
-        if not (pkg / "kernel" / "__main__.py").exists():
-            # the main kernel module is not in the tree yet: run the stand-alone Connect kernel
-            spec["argv"] = [sys.executable, "-m", "jupyter_spark_openstack.kernel.connect",
-                            "-f", "{connection_file}"]
-            (d / "kernel.json").write_text(json.dumps(spec))
-        return
-    d.mkdir(parents=True)
-    env = {kc.URL_ENV: url}
+    """A Connect kernelspec written by the installer (``kernel install --connect``)."""
+    cmd = [*CLI, "kernel", "install", "--connect", url, "--name", name, "--prefix", str(prefix)]
     if token_file:
-        env[kc.TOKEN_FILE_ENV] = token_file
-    (d / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "jupyter_spark_openstack.kernel.connect", "-f", "{connection_file}"],
-        "display_name": "PySpark", "language": "python", "env": env}))
+        cmd += ["--connect-token-file", token_file]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    spec_file = prefix / "share" / "jupyter" / "kernels" / name / "kernel.json"
+    spec = json.loads(spec_file.read_text())
+    assert spec["argv"][1:3] == ["-m", "jupyter_spark_openstack.kernel"]
+    assert spec["env"][kc.URL_ENV] == url
+    if token_file:
+        assert spec["env"][kc.TOKEN_FILE_ENV] == token_file
+        assert cc.read_token_file(token_file) not in spec_file.read_text()
 
 
 class Kernel:
@@ -306,10 +289,9 @@ def test_other_or_no_token_refused_without_hang(specs, spec, message):
         assert r["status"] == "error"
         assert "UNAUTHENTICATED" in r["error"] and message in r["error"], r["error"]
         assert classify(r["error"]).category == "connect-auth-failed"
-        if KERNEL_MAIN.exists():  # the main kernel writes a per-kernel log: diagnose it
-            kid = kernel_id_from_connection_file(k.km.connection_file)
-            diag = diagnose_kernel(kid)
-            assert diag and diag["category"] == "connect-auth-failed", diag
+        # the kernel wrote the failure to its per-kernel log: the diagnosis finds it there
+        diag = diagnose_kernel(kernel_id_from_connection_file(k.km.connection_file))
+        assert diag and diag["category"] == "connect-auth-failed", diag
     finally:
         k.stop()
 

@@ -15,9 +15,6 @@ user's Connect server, with no JVM of its own.
 * ``sc`` is a :class:`SparkContextUnavailable`: any attribute access explains that this is a
   Spark Connect kernel and names the classic kernel; :func:`install_explanations` makes
   ``spark.sparkContext``, ``df.rdd`` and ``SparkContext.getOrCreate()`` say the same.
-
-``python -m jupyter_spark_openstack.kernel.connect -f CONNECTION_FILE`` runs a minimal Connect
-kernel on its own (used by tests and the benchmark while the main kernel module is absent).
 """
 
 from __future__ import annotations
@@ -249,37 +246,3 @@ def install_explanations(shell=None) -> bool:
     shell.set_custom_exc(tuple({PySparkException, *prev_types}), handler)
     shell._spark_connect_explanations = True
     return True
-
-
-# ---- a minimal stand-alone Connect kernel --------------------------------------------------
-class _Unavailable:
-    """``spark`` when the connection failed: every use shows the error and its cause."""
-
-    def __init__(self, error: BaseException):
-        object.__setattr__(self, "_error", error)
-
-    def __getattr__(self, name):
-        err = object.__getattribute__(self, "_error")
-        raise ConnectError(f"no Spark session: {err}") from err
-
-    def __repr__(self):
-        return f"<spark unavailable: {object.__getattribute__(self, '_error')}>"
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m jupyter_spark_openstack.kernel.connect -f CONNECTION_FILE``."""
-    from ipykernel.kernelapp import IPKernelApp  # noqa: PLC0415
-
-    app = IPKernelApp.instance()
-    app.initialize(argv)
-    try:
-        spark, sc = create_session(os.environ, app_name=os.environ.get("JUPYTERHUB_USER"))
-    except Exception as e:  # noqa: BLE001 - shown in the first cell that touches spark
-        spark, sc = _Unavailable(e), SparkContextUnavailable()
-    install_explanations(app.shell)
-    app.shell.user_ns.update({"spark": spark, "sc": sc})
-    app.start()
-
-
-if __name__ == "__main__":
-    main()
