@@ -63,6 +63,20 @@ def test_bad_server_options_refused_and_nothing_written(tmp_path, kwargs, field)
     assert not run_dir.exists()
 
 
+@pytest.mark.parametrize("kwargs, field", [
+    ({"host": "10.0.0.1"}, "host"),
+    ({"connect_options": {"bogus": 1}}, "connect option"),
+    ({"connect_options": {"driver_memory": "0g"}}, "connect driver memory"),
+])
+def test_local_cluster_refuses_bad_connect_settings_before_starting(tmp_path, kwargs, field):
+    from jupyter_spark_openstack.core.localcluster import LocalCluster
+
+    with pytest.raises(ValidationError) as ei:
+        LocalCluster(tmp_path / "run").start(workers=1, connect=True, **kwargs)
+    assert ei.value.field == field
+    assert not (tmp_path / "run").exists()
+
+
 def test_kernel_resolves_localhost_and_refuses_remote_hosts(tmp_path):
     tf = cc.write_token_file(tmp_path / "tok", "abc")
     env = {kc.URL_ENV: "sc://127.0.0.1:15002", kc.TOKEN_FILE_ENV: tf}

@@ -1,9 +1,10 @@
 """A Spark standalone cluster made of local processes: one master and N workers.
 
 This is the library behind ``jupyter-spark-openstack cluster start|status|stop`` and the
-``local`` provisioner. Optionally it also runs a Spark Connect server (one driver shared by
-Connect kernels) against the master, see :meth:`LocalCluster.start_connect`. Its state lives in a run directory (``state.json`` + logs), so a later
+``local`` provisioner. Its state lives in a run directory (``state.json`` + logs), so a later
 process (``cluster stop``, a restarted hub) can find and stop what an earlier one started.
+Optionally it also runs a Spark Connect server (one driver shared by Connect kernels) against
+the master, see :meth:`LocalCluster.start_connect`.
 """
 
 from __future__ import annotations
@@ -127,6 +128,7 @@ class LocalCluster:
         worker_cores = parse_positive_int("worker_cores", worker_cores, maximum=256)
         worker_memory = parse_memory("worker_memory", worker_memory)
         if connect:  # refuse bad Connect options before any process starts
+            spark_connect.parse_connect_host("host", host)
             spark_connect.parse_connect_options(connect_options or {})
         state = self.start_master(host=host, secret=secret, timeout=timeout)
         try:
