@@ -80,6 +80,7 @@ def lab(tmp_path_factory, spark_cluster, bare_python):
     server = LabServer(root, env=env,
                        extra_args=["--LabApp.expose_app_in_browser=True",
                                    "--SparkOpenStack.refresh_interval=1"]).start()
+    server.no_master_url = f"spark://127.0.0.1:{closed}"
     try:
         yield server
     finally:

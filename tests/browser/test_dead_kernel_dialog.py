@@ -94,7 +94,8 @@ def test_sparksession_failure_shows_the_diagnosis(page, lab, artifacts):
     # the server says "ok" and the dialog says "unknown", with the error as evidence
     expected = body["category"] if body["category"] != "ok" else "unknown"
     assert dialog.get_attribute("data-category") == expected, body
-    assert "is not reachable" in dialog.locator(".jso-diag-evidence").inner_text()
+    evidence = dialog.locator(".jso-diag-evidence").inner_text()
+    assert lab.no_master_url in evidence, (body, evidence)
     # the cell's own error is the kernel's explanation
     expect(page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
            .first).to_contain_text("SparkSession could not start")
