@@ -72,7 +72,9 @@ def test_built_extension_is_current_and_listed_enabled_ok():
         import setup as setup_py  # the build hook's own staleness check
     finally:
         sys.path.pop(0)
-    assert not setup_py.labextension_is_stale(), "run `pip install -e .` (or make install) to rebuild"
+    assert not setup_py.labextension_is_stale(), (
+        "the built extension is older than labextension/: run `npm run build:prod` in labextension/ "
+        "(or `pip install -e .`)")
     proc = subprocess.run([str(VENV_BIN / "jupyter"), "labextension", "list"],
                           capture_output=True, text=True, timeout=120,
                           env={**os.environ, "NO_COLOR": "1"})
