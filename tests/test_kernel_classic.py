@@ -275,3 +275,29 @@ def test_lazy_proxies_wait_forward_and_report_errors(tmp_path, capsys):
             with pytest.raises(SparkStartError):
                 sc.parallelize([1])
             assert starter.status()["state"] == "failed"
+
+
+def test_stale_scratch_dirs_of_dead_kernels_are_swept():
+    import subprocess
+    import sys
+    import tempfile
+
+    from jupyter_spark_openstack.kernel.classic import _write_owner, sweep_stale_scratch
+
+    dead = subprocess.run([sys.executable, "-c", "import os, psutil; p = psutil.Process(); "
+                           "print(p.pid, p.create_time())"], capture_output=True, text=True,
+                          check=True).stdout
+    stale = tempfile.mkdtemp(prefix="spark-openstack-pyspark-sweeptest-")
+    live = tempfile.mkdtemp(prefix="spark-openstack-pyspark-sweeptest-")
+    try:
+        Path(stale, "owner.pid").write_text(dead)
+        Path(stale, "blockmgr-x").mkdir()
+        _write_owner(live)  # this test process: alive
+        removed = sweep_stale_scratch()
+        assert stale in removed and not os.path.exists(stale)
+        assert live not in removed and os.path.isdir(live)
+    finally:
+        import shutil
+
+        shutil.rmtree(stale, ignore_errors=True)
+        shutil.rmtree(live, ignore_errors=True)

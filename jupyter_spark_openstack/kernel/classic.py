@@ -165,9 +165,11 @@ def create_session(env: Mapping[str, str], app_name: str, log: logging.Logger):
     # A private scratch dir: the driver's temp files (java.io.tmpdir, which is also Spark's
     # default spark.local.dir) and the properties file the JVM reads -- nothing secret on a
     # command line. Removed when the session stops.
-    scratch = tempfile.mkdtemp(prefix=f"spark-openstack-{app_name}-")
+    sweep_stale_scratch(log)
+    scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{app_name}-")
     _STATE["scratch"] = scratch
     atexit.register(_remove_scratch)
+    _write_owner(scratch)
     jopts = props.get("spark.driver.extraJavaOptions", "")
     if "-Djava.io.tmpdir" not in jopts:
         props["spark.driver.extraJavaOptions"] = f"{jopts} -Djava.io.tmpdir={scratch}".strip()
@@ -299,7 +301,7 @@ def stop_session(spark, sc, log: logging.Logger) -> None:
         spark.stop()
     except Exception as e:  # noqa: BLE001
         log.warning("spark.stop() failed: %s", e)
-    _shutdown_jvm(_STATE.pop("gateway", None), log)
+    _shutdown_jvm(_STATE.pop("gateway", None), log, timeout=2.0)
     _remove_scratch()
 
 
@@ -331,6 +333,46 @@ def _shutdown_jvm(gateway, log: logging.Logger, timeout: float = 5.0, proc=None)
         except Exception:  # noqa: BLE001
             pass
     log.info("driver JVM (pid %s) exited with %s", proc.pid, proc.returncode)
+
+
+SCRATCH_PREFIX = "spark-openstack-"
+_OWNER = "owner.pid"
+
+
+def _write_owner(scratch: str) -> None:
+    import psutil  # noqa: PLC0415
+
+    me = psutil.Process()
+    with open(os.path.join(scratch, _OWNER), "w") as f:
+        f.write(f"{me.pid} {me.create_time()}\n")
+
+
+def sweep_stale_scratch(log: logging.Logger | None = None) -> list[str]:
+    """Remove scratch dirs of kernels that are gone (a kernel killed with SIGKILL, e.g. by a
+    manager whose shutdown patience ran out, cannot clean up after itself)."""
+    import glob  # noqa: PLC0415
+
+    import psutil  # noqa: PLC0415
+
+    removed = []
+    for d in glob.glob(os.path.join(tempfile.gettempdir(), SCRATCH_PREFIX + "pyspark-*")):
+        try:
+            pid, ctime = open(os.path.join(d, _OWNER)).read().split()
+            st = os.stat(d)
+        except (OSError, ValueError):
+            continue  # not ours, or not written yet
+        if st.st_uid != os.getuid():
+            continue
+        try:
+            alive = abs(psutil.Process(int(pid)).create_time() - float(ctime)) < 1.0
+        except (psutil.Error, ValueError):
+            alive = False
+        if not alive:
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    if removed and log:
+        log.info("removed %d scratch dir(s) of kernels that are gone", len(removed))
+    return removed
 
 
 def _remove_scratch() -> None:

@@ -22,7 +22,8 @@ class SparkKernel(IPythonKernel):
     def do_shutdown(self, restart):
         starter = current_starter()
         if starter is not None:
-            starter.stop(timeout=8.0)
+            # within jupyter_client's patience (shutdown_wait_time, 5 s) before it kills us
+            starter.stop(timeout=4.0)
         return super().do_shutdown(restart)
 
 
