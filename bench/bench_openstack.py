@@ -12,7 +12,7 @@ machine whose load changes affects all sizes alike:
   spawn(1); stop(8) <= 1.2 x stop(1).
 * **spark** -- the full lifecycle (``SparkCluster.start``: per-user master + N workers booted
   by the emulator's cloud-init as real Spark worker JVMs, ready = all registered with the
-  master) and ``SparkCluster.stop``; ``--spark-runs`` (default 3, 0 to skip). Here 8 worker
+  master; no Spark Connect server) and ``SparkCluster.stop``; ``--spark-runs`` (default 3, 0 to skip). Here 8 worker
   JVMs start at once on 2 cores, so the 8/1 ratio also measures this host's CPU.
 
 The 30-user storm on the hub (p99 of ``GET /hub/api/``) is in ``bench_hub_openstack.py`` once
@@ -82,7 +82,7 @@ async def spark_once(prov, n: int, run: int, root: Path) -> tuple[float, float]:
 
     opts = OptionsSchema(sizes=[{"name": "small", "cores": 1, "memory": "1g", "flavor": "m1.small"}],
                          limits=Limits(max_workers_per_user=8)).parse({"workers": n, "size": "small"})
-    cluster = SparkCluster.new(ClusterConfig(hub_id="bench", start_timeout=300), prov,
+    cluster = SparkCluster.new(ClusterConfig(hub_id="bench", start_timeout=300, connect_server=False), prov,
                                owner=f"s{run}n{n}", options=opts, run_dir=root / f"c{run}-{n}")
     t0 = time.perf_counter()
     try:

@@ -53,7 +53,8 @@ async def prov(emu, tmp_path):
 
 def new_cluster(prov, tmp_path, workers, size="small", timeout=120.0, events=None):
     opts = OptionsSchema(sizes=SIZES).parse({"workers": workers, "size": size})
-    cfg = ClusterConfig(hub_id="ostest", start_timeout=timeout, patience_interval=5)
+    cfg = ClusterConfig(hub_id="ostest", start_timeout=timeout, patience_interval=5,
+                        connect_server=False)  # the job below is a classic driver
     emit = (lambda p, m: events.append(m)) if events is not None else None
     return SparkCluster.new(cfg, prov, owner="alice", options=opts, run_dir=tmp_path / "cluster",
                             emit=emit)
@@ -160,7 +161,7 @@ async def test_fault_quota_precheck_with_numbers(emu, prov, tmp_path):
 
 async def test_fault_workers_that_never_register(emu, prov, tmp_path):
     emu.add_fault(action="no_worker", count=1)
-    msg = await _failing_spawn(emu, prov, tmp_path, n=1, timeout=12.0)
+    msg = await _failing_spawn(emu, prov, tmp_path, n=1, timeout=40.0)  # master start included
     assert "Timed out after" in msg and "0/1 Spark workers registered" in msg
 
 
