@@ -103,7 +103,8 @@ class ClusterOptions:
 
     def describe(self) -> str:
         w = "worker" if self.workers == 1 else "workers"
-        return f"{self.workers} {w} · {self.total_cores} cores"
+        c = "core" if self.total_cores == 1 else "cores"
+        return f"{self.workers} {w} · {self.total_cores} {c}"
 
 
 class OptionsSchema:

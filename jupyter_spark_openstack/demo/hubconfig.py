@@ -56,10 +56,10 @@ def write_hub_config(directory: str | os.PathLike, *, port: int | None = None,
         f"c.JupyterHub.db_url = {('sqlite:///' + str(d / 'jupyterhub.sqlite'))!r}",
         f"c.JupyterHub.cookie_secret_file = {str(d / 'jupyterhub_cookie_secret')!r}",
         f"c.JupyterHub.pid_file = {str(d / 'jupyterhub.pid')!r}",
-        # the Python proxy drops requests after 20 s unless told otherwise: the spawn page's
-        # progress stream and kernel websockets live longer
-        f"c.ConfigurableHTTPProxy.command = [{str(bindir / 'configurable-http-proxy')!r}, "
-        "'--timeout', '86400000', '--proxy-timeout', '86400000']",
+        # PyPI's Python configurable-http-proxy, made to stream (see demo/proxy.py); it drops
+        # requests after 20 s unless told otherwise: progress streams and websockets live longer
+        f"c.ConfigurableHTTPProxy.command = [{sys.executable!r}, '-m', "
+        "'jupyter_spark_openstack.demo.proxy', '--timeout', '86400000', '--proxy-timeout', '86400000']",
         f"c.ConfigurableHTTPProxy.api_url = 'http://127.0.0.1:{proxy_api_port}'",
         f"c.ConfigurableHTTPProxy.pid_file = {str(d / 'proxy.pid')!r}",
         "c.JupyterHub.authenticator_class = 'dummy'",

@@ -125,7 +125,8 @@ class HubProcess:
         if pidfile.exists():
             try:
                 pid = int(pidfile.read_text().strip())
-                if psutil.pid_exists(pid) and "configurable-http-proxy" in " ".join(psutil.Process(pid).cmdline()):
+                cmd = " ".join(psutil.Process(pid).cmdline()) if psutil.pid_exists(pid) else ""
+                if "configurable-http-proxy" in cmd or "jupyter_spark_openstack.demo.proxy" in cmd:
                     kill_processes([psutil.Process(pid)])
             except (ValueError, psutil.Error, OSError):
                 pass

@@ -94,7 +94,10 @@ class SparkClusterMixin(LoggingConfigurable):
     kernel_driver_memory = Unicode("1g", config=True, help="spark.driver.memory of classic PySpark kernels.")
     kernel_conf = Dict(config=True, help="Extra spark.* properties for the user's kernels.")
 
-    options_from_form = "simple"
+    @default("options_from_form")
+    def _default_options_from_form(self):
+        # one-element lists -> strings; everything is validated by the options schema at start
+        return self._simple_options_from_form
 
     # ---- reconciliation ----------------------------------------------------------------------
     reconcile_interval = Float(
