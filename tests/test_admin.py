@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from _labserver import LabServer
+from tests._labserver import LabServer
 
 from jupyter_spark_openstack.serverext.admin import cluster_rows
 

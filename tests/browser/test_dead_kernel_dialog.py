@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import BROKEN_KERNEL, NO_MASTER_KERNEL, open_lab
+from .conftest import BROKEN_KERNEL, NO_MASTER_KERNEL, open_lab
 from playwright.sync_api import expect
 
 # Runs in the page: record when the notebook's kernel first reports a death and when the

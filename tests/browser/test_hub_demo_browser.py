@@ -12,7 +12,7 @@ from jupyter_spark_openstack.core.spark.master_client import fetch_master_state
 from jupyter_spark_openstack.demo.client import HubClient
 from jupyter_spark_openstack.demo.hubprocess import kill_processes, processes_under, start_hub
 
-from conftest import CHROMIUM, CHROMIUM_ARGS
+from .conftest import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.hub, pytest.mark.spark]
 

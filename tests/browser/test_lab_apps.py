@@ -9,8 +9,8 @@ import sys
 import textwrap
 import time
 
-from _labserver import LabServer, free_port
-from conftest import open_lab
+from tests._labserver import LabServer, free_port
+from .conftest import open_lab
 from playwright.sync_api import expect
 
 from jupyter_spark_openstack.core.spark.master_client import fetch_master_state

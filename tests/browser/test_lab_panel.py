@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import time
 
-from conftest import open_lab
+from .conftest import open_lab
 from playwright.sync_api import expect
 
 from jupyter_spark_openstack.core.spark.master_client import fetch_master_state

@@ -20,7 +20,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from conftest import (
+from .conftest import (
     eager_argv,
     group_alive,
     install_spec,

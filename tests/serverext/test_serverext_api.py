@@ -7,7 +7,7 @@ import asyncio
 import json
 
 import pytest
-from conftest import jp_test, eager_argv, install_spec
+from .conftest import jp_test, eager_argv, install_spec
 from tornado.httpclient import HTTPClientError
 
 from jupyter_spark_openstack.core.spark.ports import free_port
