@@ -229,3 +229,16 @@ async def test_unknown_image_or_size_fails_with_the_config_key(emu, tmp_path):
     finally:
         await p.close()
     assert emu.servers() == []
+
+
+async def test_master_host_must_match_the_masters_url(emu, tmp_path):
+    p = OpenStackProvisioner(provisioner_config(emu, tmp_path / "clouds.yaml", master_host="10.0.0.5"))
+    try:
+        with pytest.raises(ValidationError) as ei:
+            await p.request_worker(spec(1))   # master at 127.0.0.1: unreachable from the VMs
+        assert ei.value.field == "openstack.master_host"
+        assert "spark://127.0.0.1:7077" in str(ei.value)
+        rec = await p.request_worker(spec(1, master_url="spark://10.0.0.5:7077"))
+        assert [s["id"] for s in emu.servers()] == [rec.id]
+    finally:
+        await p.close()

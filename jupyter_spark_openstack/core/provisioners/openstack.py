@@ -471,7 +471,20 @@ class OpenStackProvisioner(Provisioner):
         found = await self._call(f"looking for server {spec.name}", go)
         return found[0] if found else None
 
+    def _check_master_reachable(self, spec: WorkerSpec) -> None:
+        """With ``master_host`` set, the workers' master URL must name that host: a master bound
+        elsewhere (e.g. 127.0.0.1) is unreachable from the VMs and they would never register."""
+        mh = self.config.get("master_host")
+        if not mh or not spec.master_url.startswith("spark://"):
+            return
+        hosts = [hp.rpartition(":")[0] for hp in spec.master_url[len("spark://"):].split(",")]
+        if mh not in hosts:
+            raise ValidationError("openstack.master_host", mh,
+                                  f"the host of the Spark master the workers join ({spec.master_url}); "
+                                  "set the spawner's master_host to the same address")
+
     async def request_worker(self, spec: WorkerSpec) -> WorkerRecord:
+        self._check_master_reachable(spec)
         flavor = await self._flavor(self.flavor_for(spec))
         resolved = await self._resolve()
         sg = await self._ensure_security_group(spec.hub_id)
