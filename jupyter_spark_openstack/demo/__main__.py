@@ -54,7 +54,8 @@ def main(argv=None) -> int:
   with the password:  {info['password']}
 
   Pick the number of Spark workers, watch the progress, then open a notebook with
-  the "PySpark" kernel; `spark` and `sc` are ready. Hub log: {hub.log_path}
+  the "PySpark" kernel (Spark Connect: `spark` is ready) or "PySpark classic, RDD API"
+  (`spark` and `sc`). Hub log: {hub.log_path}
   Press Ctrl-C to stop everything.
 """, flush=True)
 
@@ -68,6 +69,7 @@ def main(argv=None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)  # also when started with SIGINT ignored (background)
     try:
         while hub.proc.poll() is None:
             time.sleep(0.5)
