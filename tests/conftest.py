@@ -51,3 +51,9 @@ def spark_cluster(tmp_path_factory):
 @pytest.fixture
 def python_exe():
     return sys.executable
+
+
+def pytest_collection_modifyitems(config, items):
+    """Browser tests last: Playwright's sync API marks its event loop as running in the main
+    thread while a browser is open; nothing asyncio-based should run after one by accident."""
+    items.sort(key=lambda item: "/tests/browser/" in str(item.fspath).replace(os.sep, "/"))

@@ -87,8 +87,11 @@ def lab(tmp_path_factory, spark_cluster, bare_python):
         assert left == [], f"processes left behind by jupyter lab: {left}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """One Chromium per module. Not per session: while Playwright's sync API is open it leaves
+    its event loop marked as running in the main thread, which breaks every later test that
+    runs asyncio (asyncio.run, pytest-asyncio, pytest-jupyter)."""
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)")
     from playwright.sync_api import sync_playwright
