@@ -14,7 +14,13 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
-from .clusterinfo import METADATA_KEY, MasterTarget, pyspark_kernelspecs, read_master, resolve_master
+from .clusterinfo import (
+    METADATA_KEY,
+    MasterTarget,
+    pyspark_kernelspecs,
+    read_master,
+    resolve_master,
+)
 from .errors import ClusterError
 from .spark import home
 from .spark.ports import port_open

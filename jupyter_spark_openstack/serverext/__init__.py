@@ -119,13 +119,20 @@ def extra_handlers(log=None) -> list[tuple[str, type]]:
     for name in EXTRA_HANDLER_MODULES:
         try:
             mod = importlib.import_module(f"{__name__}.{name}")
+            getter = getattr(mod, "get_handlers", None)
+            extra = list(getter()) if getter is not None else None
         except ModuleNotFoundError as e:
             if e.name == f"{__name__}.{name}":
                 continue
-            raise
-        getter = getattr(mod, "get_handlers", None)
-        if getter is not None:
-            out.extend(getter())
+            if log:
+                log.error("spark-openstack: %s.%s not loaded: %s", __name__, name, e)
+            continue
+        except Exception as e:  # noqa: BLE001 - one broken add-on must not take the cluster API down
+            if log:
+                log.error("spark-openstack: %s.%s not loaded: %s", __name__, name, e)
+            continue
+        if extra is not None:
+            out.extend(extra)
         elif log:
             log.warning("spark-openstack: %s.%s has no get_handlers()", __name__, name)
     return out

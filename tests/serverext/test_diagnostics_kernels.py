@@ -20,6 +20,10 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+
+from jupyter_spark_openstack.core import paths
+from jupyter_spark_openstack.core.spark.ports import free_port
+
 from .conftest import (
     eager_argv,
     group_alive,
@@ -29,9 +33,6 @@ from .conftest import (
     poll_diagnostics,
     start_kernel,
 )
-
-from jupyter_spark_openstack.core import paths
-from jupyter_spark_openstack.core.spark.ports import free_port
 
 SITE = sysconfig.get_paths()["purelib"]
 LOCAL = {"SPARK_LOCAL_IP": "127.0.0.1"}  # the driver binds and advertises loopback only

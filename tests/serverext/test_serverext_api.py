@@ -3,14 +3,14 @@ Spark master (the session's ``spark_cluster``)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
-from .conftest import jp_test, eager_argv, install_spec
 from tornado.httpclient import HTTPClientError
 
 from jupyter_spark_openstack.core.spark.ports import free_port
+
+from .conftest import eager_argv, install_spec, jp_test
 
 
 async def _get_json(jp_fetch, *parts):

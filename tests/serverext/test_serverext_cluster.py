@@ -8,10 +8,11 @@ import json
 import time
 
 import pytest
-from .conftest import jp_test, eager_argv, group_alive, install_spec, kernel_pgid, start_kernel
 from tornado.httpclient import HTTPClientError
 
 from jupyter_spark_openstack.core.spark.ports import free_port
+
+from .conftest import eager_argv, group_alive, install_spec, jp_test, kernel_pgid, start_kernel
 
 pytestmark = pytest.mark.spark
 
