@@ -1,0 +1,91 @@
+"""The core lifecycle (core/cluster.py) with the local provisioner and real Spark processes:
+shared-master mode, and a worker that dies during the spawn fails it fast and leaves nothing."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from jupyter_spark_openstack.core.cluster import ClusterConfig, SparkCluster
+from jupyter_spark_openstack.core.errors import ClusterError, ValidationError
+from jupyter_spark_openstack.core.options import OptionsSchema
+from jupyter_spark_openstack.core.provisioners.local import LocalProvisioner
+from jupyter_spark_openstack.core.spark import daemons
+from jupyter_spark_openstack.core.spark.master_client import fetch_master_state
+
+
+@pytest.mark.spark
+def test_shared_master_mode_adds_and_removes_only_this_users_workers(tmp_path, spark_cluster):
+    before = {w.id for w in fetch_master_state(spark_cluster["webui_url"]).alive_workers}
+    prov = LocalProvisioner({"run_dir": str(tmp_path / "prov")})
+    config = ClusterConfig(hub_id="t", master_mode="shared",
+                           shared_master_url=spark_cluster["master_url"],
+                           shared_master_webui_url=spark_cluster["webui_url"],
+                           authenticate=False, connect_server=False, start_timeout=180)
+    events = []
+    cluster = SparkCluster.new(config, prov, owner="sam", run_dir=tmp_path / "sam",
+                               options=OptionsSchema().parse({"workers": 1}),
+                               emit=lambda p, m: events.append(m))
+
+    async def run():
+        await cluster.start()
+        mine = {w.id for w in fetch_master_state(spark_cluster["webui_url"]).alive_workers} - before
+        assert len(mine) == 1
+        assert cluster.master_url == spark_cluster["master_url"]
+        assert await cluster.poll() == "running"
+        await cluster.stop()
+        return mine
+
+    mine = asyncio.run(run())
+    assert f"Using the shared Spark master {spark_cluster['master_url']}" in events
+    assert "Worker 1/1 registered" in events
+    # the shared master and its other workers are untouched; ours is gone from this host
+    assert daemons.is_running(spark_cluster["master"])
+    assert not asyncio.run(prov.list_workers(hub_id="t"))
+    alive = {w.id for w in fetch_master_state(spark_cluster["webui_url"]).alive_workers}
+    assert before <= alive
+
+
+class KillingProvisioner(LocalProvisioner):
+    """Fault injection: the real worker process is killed right after it starts."""
+
+    name = "local"
+
+    async def request_worker(self, spec):
+        rec = await super().request_worker(spec)
+        daemons.stop_daemon(rec.data, timeout=5)
+        return rec
+
+
+@pytest.mark.spark
+def test_a_worker_dying_during_spawn_fails_fast_and_leaves_nothing(tmp_path):
+    prov = KillingProvisioner({"run_dir": str(tmp_path / "prov")})
+    config = ClusterConfig(hub_id="t", connect_server=False, start_timeout=300)
+    cluster = SparkCluster.new(config, prov, owner="kim", run_dir=tmp_path / "kim",
+                               options=OptionsSchema().parse({"workers": 2}))
+    with pytest.raises(ClusterError, match=r"Spark worker t-kim-w\d failed: worker process \d+ exited"):
+        asyncio.run(asyncio.wait_for(cluster.start(), 120))
+    assert not asyncio.run(prov.list_workers(hub_id="t"))
+    assert cluster.state["phase"] == "stopped" and cluster.state["master"] is None
+    assert not (tmp_path / "kim" / "master" / "state.json").exists()
+
+
+def test_shared_mode_needs_its_urls():
+    with pytest.raises(ValidationError, match="shared_master_url"):
+        ClusterConfig(master_mode="shared")
+    with pytest.raises(ValidationError, match="master_mode: 'solo'"):
+        ClusterConfig(master_mode="solo")
+
+
+def test_connect_server_with_a_remote_notebook_spawner_is_refused():
+    from jupyterhub.spawner import Spawner
+
+    from jupyter_spark_openstack.spawner import SparkClusterMixin
+
+    class RemoteSpawner(SparkClusterMixin, Spawner):
+        pass
+
+    with pytest.raises(ValidationError, match="Spark Connect to a remote host needs TLS"):
+        RemoteSpawner(connect_server=True)._check_connect_is_local()
+    RemoteSpawner(connect_server=False)._check_connect_is_local()
