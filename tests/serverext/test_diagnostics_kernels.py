@@ -277,3 +277,27 @@ async def test_version_mismatch(jp_fetch, jp_serverapp, jp_data_dir):
         "TEST_SPARK_CONF": json.dumps({"spark.task.maxFailures": "1", "spark.ui.enabled": "false"})})
     body = await diagnose(jp_fetch, jp_serverapp, "py-mismatch", "version-mismatch", timeout=120)
     assert any("PYTHON_VERSION_MISMATCH" in e for e in body["evidence"])
+
+
+@pytest.fixture
+def secret_master(tmp_path_factory):
+    """A master alone (no worker needed to be refused), started with spark.authenticate secret A."""
+    from jupyter_spark_openstack.core.localcluster import LocalCluster
+
+    cluster = LocalCluster(tmp_path_factory.mktemp("auth-master"))
+    state = cluster.start_master(secret="secret-A-" + os.urandom(4).hex())
+    try:
+        yield state
+    finally:
+        cluster.stop()
+
+
+@pytest.mark.spark
+@jp_test
+async def test_auth_failed(secret_master, jp_fetch, jp_serverapp, jp_data_dir):
+    install_spec(jp_data_dir, "wrong-secret", eager_argv(), env={
+        **LOCAL, "TEST_SPARK_MASTER": secret_master["master_url"],
+        "TEST_SPARK_CONF": json.dumps({"spark.authenticate": "true", "spark.authenticate.secret": "secret-B",
+                                       "spark.driver.host": "127.0.0.1", "spark.ui.enabled": "false"})})
+    body = await diagnose(jp_fetch, jp_serverapp, "wrong-secret", "auth-failed", timeout=120)
+    assert any("SaslException" in e or "Authentication failed" in e for e in body["evidence"])
