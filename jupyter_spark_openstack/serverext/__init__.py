@@ -15,6 +15,7 @@ defines ``get_handlers() -> [(path_below_spark_openstack, HandlerClass), ...]`` 
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import os
@@ -77,7 +78,8 @@ class SparkServerState:
             self._http = AsyncHTTPClient(force_instance=True, max_clients=20)
         return self._http
 
-    def connect_info(self, url: str | None) -> dict | None:
+    async def connect_info(self, url: str | None) -> dict | None:
+        """``{"url", "reachable"}`` of the Spark Connect server (a TCP check per refresh interval)."""
         if not url:
             return None
         at, cached = self._connect
@@ -85,7 +87,8 @@ class SparkServerState:
             return cached
         hostport = url[len("sc://"):].split("/")[0].split(";")[0]
         host, _, port = hostport.rpartition(":")
-        ok = bool(host and port.isdigit()) and port_open(host.strip("[]"), int(port), timeout=0.2)
+        ok = bool(host and port.isdigit()) and await asyncio.to_thread(
+            port_open, host.strip("[]"), int(port), timeout=min(1.0, self.config.request_timeout))
         info = {"url": url, "reachable": ok}
         self._connect = (time.monotonic(), info)
         return info
@@ -96,7 +99,7 @@ class SparkServerState:
         state = await cache.get() if cache else None
         return cluster_answer(t, state, refresh_interval=self.config.refresh_interval,
                               proxy_prefix=proxy_prefix if self.config.proxy_ui else None,
-                              connect=self.connect_info(t.connect_url))
+                              connect=await self.connect_info(t.connect_url))
 
     async def cluster_answer_json(self, proxy_prefix: str) -> str:
         """The answer serialized once per upstream read (every poller gets the same bytes)."""
@@ -108,7 +111,7 @@ class SparkServerState:
             return self._answer[1]
         body = json.dumps(cluster_answer(t, state, refresh_interval=self.config.refresh_interval,
                                          proxy_prefix=proxy_prefix if self.config.proxy_ui else None,
-                                         connect=self.connect_info(t.connect_url)))
+                                         connect=await self.connect_info(t.connect_url)))
         self._answer = (key, body)
         return body
 

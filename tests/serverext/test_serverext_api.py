@@ -127,3 +127,24 @@ async def test_doctor_endpoint(broken_java_spec, jp_fetch):
     assert checks["kernelspec:pyspark-nojava:ipykernel"]["status"] == "ok"
     assert checks["java"]["status"] == "ok" and checks["spark_home"]["status"] == "ok"
     assert set(checks["java"]) == {"name", "status", "message", "fix"}
+
+
+@pytest.fixture
+def connect_listener(monkeypatch):
+    """Something listening where SPARK_OPENSTACK_CONNECT_URL points (set before the server starts)."""
+    import socket
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        monkeypatch.setenv("SPARK_OPENSTACK_CONNECT_URL", f"sc://127.0.0.1:{port}")
+        yield port
+
+
+@pytest.mark.parametrize("spark_ext_config", [
+    {"master_url": "spark://127.0.0.1:7", "master_webui_url": "http://127.0.0.1:9"}], indirect=True)
+@jp_test
+async def test_connect_server_state(connect_listener, jp_fetch):
+    body = await _get_json(jp_fetch, "spark-openstack", "api", "cluster")
+    assert body["connect"] == {"url": f"sc://127.0.0.1:{connect_listener}", "reachable": True}
