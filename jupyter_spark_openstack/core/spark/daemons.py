@@ -80,7 +80,10 @@ def start_master(run_dir: str | os.PathLike, *, host: str, port: int, webui_port
     run_dir = Path(run_dir)
     conf_dir = run_dir / "conf"
     conf_dir.mkdir(parents=True, exist_ok=True)
-    props = write_properties(run_dir / "master.properties", dict(properties or {}))
+    # no REST submission server: it would take a port from the fixed 6066+ range per master
+    # (many per-user masters on one hub host run out of them) and nothing here submits by REST
+    props = write_properties(run_dir / "master.properties",
+                             {"spark.master.rest.enabled": "false", **dict(properties or {})})
     argv = [os.path.join(find_spark_home(), "bin", "spark-class"), MASTER_CLASS,
             "--host", host, "--port", str(port), "--webui-port", str(webui_port),
             "--properties-file", props]
