@@ -95,6 +95,52 @@ def test_injected_fault_fails_the_spawn_with_novas_message(cloud):
     assert emu.servers() == [] and emu.worker_processes() == []
 
 
+def test_hub_killed_mid_spawn_then_restarted_deletes_the_orphan_servers(cloud):
+    """The hub is SIGKILLed while ivan's workers boot; the cloud (the emulator, in this test
+    process) keeps the servers. The restarted hub deletes them (its reconciler finds them by
+    the hub tag, or the spawner finds ivan's half-started server in its database)."""
+    import threading
+    import time
+
+    from jupyter_spark_openstack.demo.hubprocess import processes_under
+
+    hub, emu = cloud
+    c = hub.client
+    c.ensure_user("ivan")
+    answers = []
+    t = threading.Thread(target=lambda: answers.append(c.api(
+        "POST", "/users/ivan/server", json={"workers": 2, "size": "small"}, timeout=600)),
+        daemon=True)
+    t.start()
+    deadline = time.monotonic() + 180
+
+    def ivans():
+        return [s for s in emu.servers() if s["metadata"].get("spark_openstack_owner") == "ivan"]
+
+    while time.monotonic() < deadline and len(ivans()) < 2:
+        time.sleep(0.1)
+    assert len(ivans()) == 2, ("ivan's workers were not requested",
+                               [(a.status_code, a.text[:300]) for a in answers], hub.log_tail())
+    hub.stop(kill=True)   # mid-spawn: the workers are booting, the hub is gone
+    t.join(timeout=30)
+    orphans = {s["id"] for s in ivans()}
+    assert len(orphans) == 2
+    hub.start()
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and ivans():
+        time.sleep(0.5)
+    assert ivans() == []
+    assert not [w for w in emu.worker_processes() if "ivan" in w.get("name", "")]
+    log = hub.log_path.read_text()
+    assert (any(f"({oid}) of user ivan" in log for oid in orphans)
+            or "ivan's notebook server is gone; deleting its Spark cluster" in log), log[-3000:]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and processes_under(Path(hub.info["dir"]) / "clusters" / "ivan"):
+        time.sleep(0.5)
+    assert not processes_under(Path(hub.info["dir"]) / "clusters" / "ivan")
+    c.stop("ivan")
+
+
 def test_chaos_spawn_stop_cycles_while_the_hub_keeps_answering(cloud):
     """Spawn/stop cycles of two users while 20% of all OpenStack API calls fail (503), with
     real Spark workers (few cycles: each starts JVMs; the 100-cycle chaos runs at the
@@ -151,47 +197,3 @@ def test_chaos_spawn_stop_cycles_while_the_hub_keeps_answering(cloud):
     assert failures == [] and len(probes) > 20
     assert "ready" in outcomes, outcomes
     assert emu.servers() == [] and emu.worker_processes() == []
-
-
-def test_hub_killed_mid_spawn_then_restarted_deletes_the_orphan_servers(cloud):
-    """The hub is SIGKILLed while ivan's workers boot; the cloud (the emulator, in this test
-    process) keeps the servers. The restarted hub deletes them (its reconciler finds them by
-    the hub tag, or the spawner finds ivan's half-started server in its database)."""
-    import threading
-    import time
-
-    from jupyter_spark_openstack.demo.hubprocess import processes_under
-
-    hub, emu = cloud
-    c = hub.client
-    c.ensure_user("ivan")
-    t = threading.Thread(target=lambda: c.api("POST", "/users/ivan/server",
-                                              json={"workers": 2, "size": "small"}, timeout=600),
-                         daemon=True)
-    t.start()
-    deadline = time.monotonic() + 180
-
-    def ivans():
-        return [s for s in emu.servers() if s["metadata"].get("spark_openstack_owner") == "ivan"]
-
-    while time.monotonic() < deadline and len(ivans()) < 2:
-        time.sleep(0.1)
-    assert len(ivans()) == 2, "ivan's workers were not requested"
-    hub.stop(kill=True)   # mid-spawn: the workers are booting, the hub is gone
-    t.join(timeout=30)
-    orphans = {s["id"] for s in ivans()}
-    assert len(orphans) == 2
-    hub.start()
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and ivans():
-        time.sleep(0.5)
-    assert ivans() == []
-    assert not [w for w in emu.worker_processes() if "ivan" in w.get("name", "")]
-    log = hub.log_path.read_text()
-    assert (any(f"({oid}) of user ivan" in log for oid in orphans)
-            or "ivan's notebook server is gone; deleting its Spark cluster" in log), log[-3000:]
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and processes_under(Path(hub.info["dir"]) / "clusters" / "ivan"):
-        time.sleep(0.5)
-    assert not processes_under(Path(hub.info["dir"]) / "clusters" / "ivan")
-    c.stop("ivan")
