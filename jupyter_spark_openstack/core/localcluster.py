@@ -71,21 +71,32 @@ class LocalCluster:
             raise ClusterError(f"a cluster is already running from {self.run_dir}: stop it first")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.run_dir, 0o700)
-        p, w = free_ports(2, host)
-        port, webui_port = port or p, webui_port or w
-        rec = daemons.start_master(self.run_dir, host=host, port=port, webui_port=webui_port,
-                                   properties=auth_properties(secret))
-        state = {"master": rec, "workers": [], "host": host,
-                 "master_url": master_url(host, port), "webui_url": webui_url(host, webui_port),
-                 "authenticate": bool(secret)}
-        self._save_state(state)
-        try:
-            wait_for_master(state["webui_url"], timeout, is_alive=lambda: daemons.is_running(rec))
-        except ClusterError as e:
-            tail = log_tail(rec["log"])
-            self.stop()
-            raise ClusterError(f"{e}\n{tail}") from None
-        return state
+        fixed = bool(port or webui_port)
+        for attempt in range(1 if fixed else 3):
+            p, w = free_ports(2, host)
+            rec = daemons.start_master(self.run_dir, host=host, port=port or p,
+                                       webui_port=webui_port or w,
+                                       properties={**auth_properties(secret),
+                                                   # a taken port fails the start (retried
+                                                   # below) instead of moving silently to +1
+                                                   "spark.port.maxRetries": "0"})
+            state = {"master": rec, "workers": [], "host": host,
+                     "master_url": master_url(host, rec["port"]),
+                     "webui_url": webui_url(host, rec["webui_port"]),
+                     "authenticate": bool(secret)}
+            self._save_state(state)
+            try:
+                wait_for_master(state["webui_url"], timeout, is_alive=lambda: daemons.is_running(rec))
+                return state
+            except ClusterError as e:
+                tail = log_tail(rec["log"])
+                self.stop()
+                # ports are chosen free, then bound by the JVM seconds later: another process
+                # may take one in between on a busy host; choose new ones and try again
+                if attempt < 2 and not fixed and ("Address already in use" in tail or "BindException" in tail):
+                    continue
+                raise ClusterError(f"{e}\n{tail}") from None
+        raise AssertionError("unreachable")
 
     def add_worker(self, *, cores: int, memory: str, name: str | None = None,
                    secret: str | None = None, extra_env: dict[str, str] | None = None) -> dict:
