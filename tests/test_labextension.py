@@ -104,7 +104,9 @@ def test_wheel_installs_the_extension_where_jupyterlab_finds_it(tmp_path):
 
     prefix = tmp_path / "prefix"
     proc = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q",
-                           "--prefix", str(prefix), str(whl)], capture_output=True, text=True,
+                           # --ignore-installed: never uninstall the venv's own (editable)
+                           # install of this package, which every later test needs
+                           "--ignore-installed", "--prefix", str(prefix), str(whl)], capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     share = prefix / "share" / "jupyter"
