@@ -73,7 +73,7 @@ def write_hub_config(directory: str | os.PathLike, *, port: int | None = None,
         # the demo runs every user as the hub's own OS user; on CI that is root
         "c.Spawner.args = ['--allow-root']" if os.geteuid() == 0 else "",
         "c.Spawner.start_timeout = 600",
-        "c.Spawner.http_timeout = 120",
+        "c.Spawner.http_timeout = 300",  # a notebook server on a busy 2-core host can take minutes
         f"c.Spawner.environment = {{'PATH': {(str(bindir) + os.pathsep + os.environ.get('PATH', '/usr/bin:/bin'))!r}}}",
         "c.JupyterHub.allow_named_servers = True",
         "c.JupyterHub.services = [{'name': 'spark-openstack-admin', 'api_token': %r}]" % api_token,
