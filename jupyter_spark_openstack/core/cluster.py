@@ -308,8 +308,13 @@ class SparkCluster:
             raise errors[0]
         await self._wait_registered(n, t0)
 
-    def _matches(self, worker, records: list[WorkerRecord]) -> bool:
+    def _matches(self, worker, records: list[WorkerRecord], hosts: set[str] = frozenset()) -> bool:
+        """Is this worker (from the master's /json/) one of ours? Always on a per-user master;
+        on a shared master by its web UI port (local workers) or by the host the provisioner
+        reports for our workers (VMs: one address each)."""
         if self.config.master_mode == "per-user":
+            return True
+        if worker.host and worker.host in hosts:
             return True
         for r in records:
             d = r.data or {}
@@ -325,11 +330,12 @@ class SparkCluster:
         last_msg = time.monotonic()
         last_status = 0.0
         unknown: dict[str, str] = {}
+        hosts: dict[str, str] = {}
         while True:
             ms = await afetch_master_state(self.webui_url, timeout=3.0)
             records = self.records
             if ms.reachable:
-                alive = [w for w in ms.alive_workers if self._matches(w, records)]
+                alive = [w for w in ms.alive_workers if self._matches(w, records, set(hosts.values()))]
                 now = len(alive)
                 for k in range(registered + 1, min(now, n) + 1):
                     self.emit(25 + int(65 * k / n), f"Worker {k}/{n} registered")
@@ -346,6 +352,8 @@ class SparkCluster:
                         unknown[rec.name] = str(e)  # unknown, not gone: keep waiting
                         continue
                     unknown.pop(rec.name, None)
+                    if st.host and not (rec.data or {}).get("webui_port"):
+                        hosts[rec.name] = st.host  # no port to tell ours apart: by address
                     if st.state in ("failed", "gone"):
                         detail = st.message or ""
                         if not detail:
