@@ -47,12 +47,21 @@ def test_login_options_progress_and_a_job_in_the_browser(tmp_path, artifacts):
             card.wait_for(timeout=120_000)
             page.screenshot(path=str(artifacts / "hub-lab-launcher.png"))
             card.click()
-            cell = page.locator(".jp-Notebook .jp-Cell .cm-content").first
-            cell.wait_for()
-            cell.click()
+            # Run only once the notebook's kernel is connected and idle: JupyterLab silently
+            # clears (does not queue) a cell run while the session has no kernel yet.
+            # (the status bar's kernel item reads "<name> | Idle" only once connected)
+            expect(page.locator(".jp-StatusBar-Widget").get_by_role(
+                "button", name=re.compile(r"PySpark .*\| Idle"))).to_be_visible(timeout=120_000)
+            cell = page.locator(".jp-Notebook .jp-Cell").first
+            editor = cell.locator(".cm-content")
+            editor.click()
             page.keyboard.type("spark.range(1000).count()")
+            expect(editor).to_have_text("spark.range(1000).count()")
             page.keyboard.press("Shift+Enter")
-            out = page.locator(".jp-Notebook .jp-Cell .jp-OutputArea").first
+            # the run was accepted: the prompt shows [*] (queued/running) or [1]
+            expect(cell.locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[(\*|1)\]"),
+                                                                 timeout=30_000)
+            out = cell.locator(".jp-OutputArea")
             try:
                 expect(out.locator(".jp-OutputArea-executeResult")).to_contain_text("1000", timeout=180_000)
             finally:
