@@ -4,6 +4,7 @@ shared-master mode, and a worker that dies during the spawn fails it fast and le
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -76,6 +77,31 @@ def test_shared_mode_needs_its_urls():
         ClusterConfig(master_mode="shared")
     with pytest.raises(ValidationError, match="master_mode: 'solo'"):
         ClusterConfig(master_mode="solo")
+
+
+@pytest.mark.parametrize("bad", [-1, 20, "5", 2.5, True])
+def test_daemon_nice_must_be_0_to_19(bad):
+    with pytest.raises(ValidationError, match=r"spark_daemon_nice: .* is not allowed; expected an integer from 0"):
+        ClusterConfig(daemon_nice=bad)
+
+
+def test_spawned_daemons_get_the_niceness_and_keep_their_record(tmp_path):
+    import psutil
+
+    rec = daemons._spawn("probe", ["sleep", "30", "1"], tmp_path / "probe.log", {}, nice=7)
+    try:
+        p = psutil.Process(rec["pid"])
+        assert p.nice() == 7
+        deadline = time.monotonic() + 10
+        while p.cmdline()[0] == "nice" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert p.cmdline()[:2] == ["sleep", "30"]   # `nice` exec'd the command in place
+        assert p.nice() == 7
+        assert rec["argv"] == ["30", "1"]           # the record names the command, not `nice`
+        assert daemons.is_running(rec)
+    finally:
+        daemons.stop_daemon(rec)
+    assert not daemons.is_running(rec)
 
 
 def test_connect_server_with_a_remote_notebook_spawner_is_refused():

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 
+import psutil
 import pytest
 
 from jupyter_spark_openstack.core.cluster import ClusterConfig, SparkCluster
@@ -54,7 +55,8 @@ async def prov(emu, tmp_path):
 def new_cluster(prov, tmp_path, workers, size="small", timeout=120.0, events=None):
     opts = OptionsSchema(sizes=SIZES).parse({"workers": workers, "size": size})
     cfg = ClusterConfig(hub_id="ostest", start_timeout=timeout, patience_interval=5,
-                        connect_server=False)  # the job below is a classic driver
+                        connect_server=False,  # the job below is a classic driver
+                        daemon_nice=5)
     emit = (lambda p, m: events.append(m)) if events is not None else None
     return SparkCluster.new(cfg, prov, owner="alice", options=opts, run_dir=tmp_path / "cluster",
                             emit=emit)
@@ -110,6 +112,10 @@ async def test_spawn_job_and_stop(emu, prov, tmp_path, n):
         assert all("Started Spark worker" in "\n".join(s["console"]) for s in servers)
         assert {s["metadata"]["spark_openstack_cluster"] for s in servers} == {cluster.cluster_id}
         assert f"Worker {n}/{n} registered" in events
+        # the hub-host master runs at the configured niceness; the emulated VMs' workers at
+        # the emulator's (they stand for other machines)
+        assert psutil.Process(state["master"]["process"]["pid"]).nice() == 5
+        assert {psutil.Process(p).nice() for p in pids} == {emu.vm_nice} == {10}
         res = run_job(state["master"]["master_url"], cluster.secret_file, n)
         assert res["sum"] == sum(x * x for x in range(1000))
         assert res["executors"] == n

@@ -62,9 +62,11 @@ class ClusterConfig:
     connect_driver_memory: str = "1g"
     connect_conf: dict = field(default_factory=dict)
     connect_python: str | None = None        # executors' Python for UDFs (default: this one)
+    daemon_nice: int = 0                     # niceness of the per-user master + Connect server
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        daemons.check_nice(self.daemon_nice, "spark_daemon_nice")
         if self.master_mode not in ("per-user", "shared"):
             raise ValidationError("master_mode", self.master_mode, "'per-user' or 'shared'")
         if self.master_mode == "shared":
@@ -214,7 +216,8 @@ class SparkCluster:
         lc = LocalCluster(self.run_dir / "master")
         self._save(master={"mode": "per-user", "run_dir": str(lc.run_dir)}, phase="master")
         st = await asyncio.to_thread(lc.start_master, host=self.config.master_host,
-                                     secret=secret, timeout=min(120.0, self.config.start_timeout))
+                                     secret=secret, timeout=min(120.0, self.config.start_timeout),
+                                     nice=self.config.daemon_nice)
         self._save(master={"mode": "per-user", "run_dir": str(lc.run_dir),
                            "master_url": st["master_url"], "webui_url": st["webui_url"],
                            "process": st["master"]})
@@ -250,7 +253,7 @@ class SparkCluster:
             connect.start_connect_server, self.run_dir / "connect", master_url=self.master_url,
             token=token, host="127.0.0.1", driver_memory=self.config.connect_driver_memory,
             conf=conf, secret=secret, python=self.config.connect_python,
-            app_name=f"spark-connect-{self.state['owner']}")
+            app_name=f"spark-connect-{self.state['owner']}", nice=self.config.daemon_nice)
         rec["token_file"] = token_file
         self._save(connect=rec)  # recorded the moment the process exists
 

@@ -65,8 +65,9 @@ class LocalCluster:
     # ---- lifecycle ---------------------------------------------------------------------
     def start_master(self, *, host: str = "127.0.0.1", secret: str | None = None,
                      timeout: float = 90.0, port: int | None = None,
-                     webui_port: int | None = None) -> dict:
-        """Start the master only (workers come from :meth:`add_worker` or a provisioner)."""
+                     webui_port: int | None = None, nice: int = 0) -> dict:
+        """Start the master only (workers come from :meth:`add_worker` or a provisioner);
+        ``nice`` > 0 runs it at lower CPU priority."""
         if self.is_running():
             raise ClusterError(f"a cluster is already running from {self.run_dir}: stop it first")
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -79,7 +80,8 @@ class LocalCluster:
                                        properties={**auth_properties(secret),
                                                    # a taken port fails the start (retried
                                                    # below) instead of moving silently to +1
-                                                   "spark.port.maxRetries": "0"})
+                                                   "spark.port.maxRetries": "0"},
+                                       nice=nice)
             state = {"master": rec, "workers": [], "host": host,
                      "master_url": master_url(host, rec["port"]),
                      "webui_url": webui_url(host, rec["webui_port"]),

@@ -66,6 +66,11 @@ class SparkClusterMixin(LoggingConfigurable):
         "127.0.0.1", config=True,
         help="Interface the per-user masters bind to; workers must reach it (for OpenStack VMs: "
              "the hub's address on the tenant network).")
+    spark_daemon_nice = Int(
+        0, config=True,
+        help="Niceness (0-19) of the Spark daemons each user gets on the hub host (the per-user "
+             "master and Spark Connect server): above 0 they yield the CPU to the hub and the "
+             "notebook servers when the host is busy, e.g. while many users spawn at once.")
     shared_master_url = Unicode("", config=True, help="spark://host:port, with master_mode='shared'.")
     shared_master_webui_url = Unicode("", config=True, help="http://host:8080, with master_mode='shared'.")
     hub_id = Unicode(
@@ -204,7 +209,8 @@ class SparkClusterMixin(LoggingConfigurable):
             authenticate=self.master_mode == "per-user",
             connect_server=self.connect_server,
             connect_driver_memory=parse_memory("connect_driver_memory", self.connect_driver_memory),
-            connect_conf=parse_conf("connect_conf", self.connect_conf))
+            connect_conf=parse_conf("connect_conf", self.connect_conf),
+            daemon_nice=self.spark_daemon_nice)
 
     def _check_connect_is_local(self) -> None:
         """Kernels reach the Connect server on localhost; a notebook server on another host

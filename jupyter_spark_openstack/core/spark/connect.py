@@ -192,9 +192,10 @@ def start_connect_server(run_dir: str | os.PathLike, *, master_url: str, token: 
                          host: str = "127.0.0.1", port: int | None = None,
                          driver_memory: object = DEFAULT_DRIVER_MEMORY,
                          conf=None, secret: str | None = None, python: str | None = None,
-                         app_name: str = "Spark Connect server", name: str = "connect") -> dict:
+                         app_name: str = "Spark Connect server", name: str = "connect",
+                         nice: int = 0) -> dict:
     """Start a Connect server for ``master_url``; returns its record at once (not yet ready:
-    call :func:`wait_connect_ready`). Bad values raise :class:`ValidationError` before anything
+    call :func:`wait_connect_ready`); ``nice`` > 0 runs it at lower CPU priority. Bad values raise :class:`ValidationError` before anything
     is written or started."""
     master_url = parse_master_url("master_url", master_url)
     host = parse_connect_host("connect host", host)
@@ -203,6 +204,7 @@ def start_connect_server(run_dir: str | os.PathLike, *, master_url: str, token: 
     extra = parse_connect_conf("connect conf", conf)
     if not token or any(c in token for c in "\r\n\x00;"):
         raise ValidationError("token", "<hidden>", "a non-empty single-line token without ';'")
+    nice = daemons.check_nice(nice, "connect nice")
     python = python or sys.executable
     if not os.access(python, os.X_OK):
         raise ValidationError("executors' python", python, "an executable Python interpreter with pyspark and pyarrow")
@@ -227,7 +229,7 @@ def start_connect_server(run_dir: str | os.PathLike, *, master_url: str, token: 
     for k in (TOKEN_ENV, "PYSPARK_DRIVER_PYTHON", "SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED"):
         env.pop(k, None)
     try:
-        rec = daemons._spawn("connect", argv, run_dir / "logs" / f"{name}.log", env)
+        rec = daemons._spawn("connect", argv, run_dir / "logs" / f"{name}.log", env, nice)
     except OSError as e:
         Path(props_file).unlink(missing_ok=True)
         raise ConnectError(f"could not start the Spark Connect server: {e}") from None

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 
-from ..errors import ClusterError
+from ..errors import ClusterError, ValidationError
 from .home import check_java, find_spark_home
 
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
@@ -56,11 +56,20 @@ def daemon_env(host: str, conf_dir: str, extra: dict[str, str] | None = None) ->
     return env
 
 
-def _spawn(role: str, argv: list[str], log_path: Path, env: dict[str, str]) -> dict:
+def check_nice(nice: int, field: str = "nice") -> int:
+    """A niceness for daemons: 0 (normal) to 19 (lowest priority)."""
+    if isinstance(nice, bool) or not isinstance(nice, int) or not 0 <= nice <= 19:
+        raise ValidationError(field, nice, "an integer from 0 (normal priority) to 19 (lowest)")
+    return nice
+
+
+def _spawn(role: str, argv: list[str], log_path: Path, env: dict[str, str], nice: int = 0) -> dict:
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    # `nice -n N` rather than a preexec_fn: safe from threads, and the JVM's threads inherit it
+    cmd = ["nice", "-n", str(check_nice(nice)), *argv] if nice else argv
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             env=env, start_new_session=True, close_fds=True,
         )
     try:
@@ -74,8 +83,9 @@ def _spawn(role: str, argv: list[str], log_path: Path, env: dict[str, str]) -> d
 
 
 def start_master(run_dir: str | os.PathLike, *, host: str, port: int, webui_port: int,
-                 properties: dict[str, str] | None = None) -> dict:
-    """Start a master; returns its record. It is ready once its web UI answers."""
+                 properties: dict[str, str] | None = None, nice: int = 0) -> dict:
+    """Start a master; returns its record. It is ready once its web UI answers. ``nice`` > 0
+    runs it at lower CPU priority (see :func:`check_nice`)."""
     check_java()
     run_dir = Path(run_dir)
     conf_dir = run_dir / "conf"
@@ -87,7 +97,8 @@ def start_master(run_dir: str | os.PathLike, *, host: str, port: int, webui_port
     argv = [os.path.join(find_spark_home(), "bin", "spark-class"), MASTER_CLASS,
             "--host", host, "--port", str(port), "--webui-port", str(webui_port),
             "--properties-file", props]
-    rec = _spawn("master", argv, run_dir / "logs" / "master.log", daemon_env(host, str(conf_dir)))
+    rec = _spawn("master", argv, run_dir / "logs" / "master.log", daemon_env(host, str(conf_dir)),
+                 nice)
     rec.update({"host": host, "port": port, "webui_port": webui_port})
     return rec
 
@@ -95,8 +106,9 @@ def start_master(run_dir: str | os.PathLike, *, host: str, port: int, webui_port
 def start_worker(run_dir: str | os.PathLike, *, master_url: str, host: str, cores: int,
                  memory: str, webui_port: int, name: str, port: int = 0,
                  properties: dict[str, str] | None = None,
-                 extra_env: dict[str, str] | None = None) -> dict:
-    """Start a worker that joins ``master_url`` with ``cores`` and ``memory`` to offer."""
+                 extra_env: dict[str, str] | None = None, nice: int = 0) -> dict:
+    """Start a worker that joins ``master_url`` with ``cores`` and ``memory`` to offer
+    (``nice`` as for :func:`start_master`)."""
     check_java()
     run_dir = Path(run_dir)
     conf_dir = run_dir / "conf"
@@ -109,7 +121,7 @@ def start_worker(run_dir: str | os.PathLike, *, master_url: str, host: str, core
             "--cores", str(cores), "--memory", memory, "--work-dir", str(work_dir),
             "--properties-file", props, master_url]
     rec = _spawn("worker", argv, run_dir / "logs" / f"{name}.log",
-                 daemon_env(host, str(conf_dir), extra_env))
+                 daemon_env(host, str(conf_dir), extra_env), nice)
     rec.update({"name": name, "host": host, "webui_port": webui_port, "cores": cores,
                 "memory": memory})
     return rec

@@ -18,7 +18,8 @@ Like Nova it never reads user-data when a server is created: the server is BUILD
 ``boot_delay`` seconds, then ACTIVE. Like a VM running cloud-init it then reads the
 cloud-config (:func:`..core.provisioners.cloudconfig.read_worker_boot`): if it is valid it
 starts what the systemd unit would start, a Spark worker with the env file's master URL, cores,
-memory and secret, as a local process bound to 127.0.0.1 (each "VM" gets its own free ports and
+memory and secret, as a local process bound to 127.0.0.1 at niceness ``vm_nice`` (default 10:
+the VMs stand for other machines, so they yield the CPU to the host under test; each "VM" gets its own free ports and
 the Spark of this machine, whatever the paths in the cloud-config say; ``download`` mode is
 checked but nothing is downloaded); if not, the console output shows cloud-init's error and no
 worker starts. Nothing from user-data is ever run as a command on this host. Deleting the
@@ -192,7 +193,7 @@ class Emulator:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, boot_delay: float = 2.0,
                  delete_delay: float = 0.3, spark_mode: str = "jvm",
                  run_dir: str | os.PathLike | None = None, quota: dict | None = None,
-                 seed: int = 1234, worker_stop_timeout: float = 15.0):
+                 seed: int = 1234, worker_stop_timeout: float = 15.0, vm_nice: int = 10):
         if host not in ("127.0.0.1", "localhost"):
             raise ValueError(f"host: {host!r} is not allowed; expected 127.0.0.1 or localhost")
         if spark_mode not in SPARK_MODES:
@@ -203,6 +204,11 @@ class Emulator:
         self.delete_delay = float(delete_delay)
         self.spark_mode = spark_mode
         self.worker_stop_timeout = worker_stop_timeout
+        # the "VMs" stand for other machines: their worker JVMs run at low CPU priority so
+        # they take as little as possible from the host under test (hub, notebook servers)
+        from ...core.spark.daemons import check_nice  # noqa: PLC0415
+
+        self.vm_nice = check_nice(vm_nice, "vm_nice")
         self._own_run_dir = run_dir is None
         self.run_dir = Path(run_dir) if run_dir else Path(tempfile.mkdtemp(prefix="os-emulator-"))
         self.faults = FaultSet(seed)
@@ -490,7 +496,7 @@ class Emulator:
         return daemons.start_worker(self.run_dir / "vms" / vm.id, master_url=boot.master_url,
                                     host="127.0.0.1", cores=boot.cores, memory=boot.memory,
                                     webui_port=webui, port=port, name=boot.hostname,
-                                    properties=props, extra_env=env)
+                                    properties=props, extra_env=env, nice=self.vm_nice)
 
     def _stop_rec(self, rec: dict) -> None:
         from ...core.spark import daemons  # noqa: PLC0415
