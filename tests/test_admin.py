@@ -7,9 +7,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from tests._labserver import LabServer
 
 from jupyter_spark_openstack.serverext.admin import cluster_rows
+from tests._labserver import LabServer
 
 
 @pytest.fixture(scope="module")

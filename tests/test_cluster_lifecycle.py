@@ -46,6 +46,7 @@ def test_shared_master_mode_adds_and_removes_only_this_users_workers(tmp_path, s
     assert not asyncio.run(prov.list_workers(hub_id="t"))
     alive = {w.id for w in fetch_master_state(spark_cluster["webui_url"]).alive_workers}
     assert before <= alive
+    assert not (mine & alive)
 
 
 class KillingProvisioner(LocalProvisioner):
@@ -91,7 +92,6 @@ def test_spawned_daemons_get_the_niceness_and_keep_their_record(tmp_path):
     rec = daemons._spawn("probe", ["sleep", "30", "1"], tmp_path / "probe.log", {}, nice=7)
     try:
         p = psutil.Process(rec["pid"])
-        assert p.nice() == 7
         deadline = time.monotonic() + 10
         while p.cmdline()[0] == "nice" and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -121,7 +121,7 @@ def test_kernel_answers_at_once_then_runs_spark_on_the_cluster(tmp_path, spark_c
     assert not psutil.pid_exists(jvm_pid) or psutil.Process(jvm_pid).status() == psutil.STATUS_ZOMBIE
     state = fetch_master_state(spark_cluster["webui_url"])
     assert app_name not in [a.name for a in state.active_apps]
-    assert "driver JVM (pid %d) exited" % jvm_pid in k["log"].read_text()
+    assert f"driver JVM (pid {jvm_pid}) exited" in k["log"].read_text()
     assert glob.glob(f"/tmp/spark-openstack-{app_name}-*") == []
 
 

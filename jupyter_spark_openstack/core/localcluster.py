@@ -88,7 +88,7 @@ class LocalCluster:
                      "authenticate": bool(secret)}
             self._save_state(state)
             try:
-                wait_for_master(state["webui_url"], timeout, is_alive=lambda: daemons.is_running(rec))
+                wait_for_master(state["webui_url"], timeout, is_alive=lambda rec=rec: daemons.is_running(rec))
                 return state
             except ClusterError as e:
                 tail = log_tail(rec["log"])

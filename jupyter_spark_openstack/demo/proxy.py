@@ -6,6 +6,11 @@ spawn is over and the progress bar never moves. This module runs the same proxy 
 method replaced: ``call_proxy`` forwards the status, headers and each chunk as they arrive.
 The demo hub config starts it as ``python -m jupyter_spark_openstack.demo.proxy``; its
 command line is the proxy's own.
+
+It also lifts tornado's default of 10 concurrent upstream requests per process (the proxy
+uses one shared ``AsyncHTTPClient``): with it, ten held requests (spawn-progress streams,
+slow stops) made every other request through the proxy wait in a queue, and time out there.
+The node proxy has no such limit; ``MAX_UPSTREAM`` is the new one.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from tornado.iostream import StreamClosedError
 
 _SKIP = {"content-length", "transfer-encoding", "content-encoding", "connection"}
+MAX_UPSTREAM = 1024
 
 
 async def call_proxy(self, path=None):
@@ -80,6 +86,8 @@ handlers.ProxyHandler.call_proxy = call_proxy
 def main() -> None:
     from configurable_http_proxy.cli import main as cli_main  # noqa: PLC0415
 
+    # before any client exists: the proxy's handlers all share the one per-loop instance
+    AsyncHTTPClient.configure(None, max_clients=MAX_UPSTREAM)
     sys.exit(cli_main())
 
 

@@ -315,7 +315,7 @@ class SparkClusterMixin(LoggingConfigurable):
             self._events_changed = asyncio.Event()
             try:
                 await asyncio.wait_for(self._events_changed.wait(), timeout=1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     # ---- start / stop / poll -----------------------------------------------------------------

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-
 from tests._labserver import LabServer, free_port  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 
-from .conftest import BROKEN_KERNEL, NO_MASTER_KERNEL, open_lab
 from playwright.sync_api import expect
+
+from .conftest import BROKEN_KERNEL, NO_MASTER_KERNEL, open_lab
 
 # Runs in the page: record when the notebook's kernel first reports a death and when the
 # diagnosis dialog appears (the extension's own latency, printed and kept as an artifact).

@@ -9,11 +9,12 @@ import sys
 import textwrap
 import time
 
-from tests._labserver import LabServer, free_port
-from .conftest import open_lab
 from playwright.sync_api import expect
 
 from jupyter_spark_openstack.core.spark.master_client import fetch_master_state
+from tests._labserver import LabServer, free_port
+
+from .conftest import open_lab
 
 APP_NAME = "jso-browser-app"
 DRIVER = textwrap.dedent("""

@@ -6,10 +6,11 @@ from __future__ import annotations
 import re
 import time
 
-from .conftest import open_lab
 from playwright.sync_api import expect
 
 from jupyter_spark_openstack.core.spark.master_client import fetch_master_state
+
+from .conftest import open_lab
 
 
 def _expected_status(webui_url: str) -> str:
