@@ -13,6 +13,9 @@ Measured, in the same run:
   auth, no Spark): what the server costs by itself;
 * baseline B: the same burst straight to the master's ``/json/`` (what every poller would cost
   the master without the cache);
+* keep-alive: both bursts again on 200 connections opened beforehand, one request on each at
+  the same moment -- 200 JupyterLab tabs, each with its open connection, polling at once (a
+  fresh-connection burst also measures TCP connects and the listen backlog of 128);
 * sustained: 200 clients polling in a loop for ``--duration`` seconds: upstream requests per
   refresh interval (target: 1).
 
@@ -88,6 +91,39 @@ async def burst(client, url: str, headers: dict, n: int) -> tuple[list[float], i
     return [ms for ms, _ in res], bad
 
 
+class KeepAlive:
+    """One persistent HTTP/1.1 connection, as each open JupyterLab tab keeps one: requests on
+    it pay no TCP connect (a fresh-connection burst of 200 also fills the server's listen
+    backlog of 128, and a dropped SYN costs a 1 s retransmit)."""
+
+    def __init__(self, base: str, headers: dict):
+        hostport = base.split("://", 1)[1]
+        self.host, port = hostport.rsplit(":", 1)
+        self.port = int(port)
+        self.extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+
+    async def open(self) -> KeepAlive:
+        self.r, self.w = await asyncio.open_connection(self.host, self.port)
+        return self
+
+    async def get(self, path: str) -> tuple[float, int]:
+        t = time.perf_counter()
+        self.w.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{self.extra}\r\n".encode())
+        head = (await self.r.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        status = int(head[0].split()[1])
+        length = next((int(h.split(":", 1)[1]) for h in head if h.lower().startswith("content-length:")), 0)
+        await self.r.readexactly(length)
+        return (time.perf_counter() - t) * 1000, status
+
+    def close(self) -> None:
+        self.w.close()
+
+
+async def burst_keepalive(conns: list[KeepAlive], path: str) -> tuple[list[float], int]:
+    res = await asyncio.gather(*[c.get(path) for c in conns])
+    return [ms for ms, _ in res], sum(1 for _, st in res if st != 200)
+
+
 async def sustained(client, url, headers, clients: int, duration: float) -> int:
     stop = time.monotonic() + duration
     done = 0
@@ -156,7 +192,10 @@ async def main_async(args, cluster_state, tmp: Path) -> dict:
         await burst(client, cluster_url, headers, args.clients)
         await burst(client, f"{base}/api/status", headers, args.clients)
 
-        runs = {"cluster": [], "status": [], "master_direct": []}
+        conns = [await KeepAlive(base, headers).open() for _ in range(args.clients)]
+        await burst_keepalive(conns, "/spark-openstack/api/cluster")  # warm-up
+        runs = {"cluster": [], "status": [], "master_direct": [], "cluster_keepalive": [],
+                "status_keepalive": []}
         upstream_per_burst = []
         master_errors = []
         for _ in range(args.runs):
@@ -172,6 +211,18 @@ async def main_async(args, cluster_state, tmp: Path) -> dict:
             ms, bad = await burst(client, cluster_state["webui_url"] + "/json/", {}, args.clients)
             runs["master_direct"].append(ms)
             master_errors.append(bad)
+            # the same bursts on 200 open connections (browser tabs), cache expired again
+            await asyncio.sleep(args.interval + 0.1)
+            before = counter["n"]
+            ms, bad = await burst_keepalive(conns, "/spark-openstack/api/cluster")
+            assert bad == 0
+            upstream_per_burst.append(counter["n"] - before)
+            runs["cluster_keepalive"].append(ms)
+            ms, bad = await burst_keepalive(conns, "/api/status")
+            assert bad == 0
+            runs["status_keepalive"].append(ms)
+        for c in conns:
+            c.close()
 
         # one client, 200 GETs one after another: the endpoint's own latency without queueing
         seq = {"cluster": [], "status": []}
@@ -213,6 +264,8 @@ async def main_async(args, cluster_state, tmp: Path) -> dict:
         "cluster_endpoint": summary("cluster"),
         "baseline_api_status": summary("status"),
         "baseline_master_json_direct": summary("master_direct"),
+        "cluster_endpoint_keepalive": summary("cluster_keepalive"),
+        "baseline_api_status_keepalive": summary("status_keepalive"),
         "sequential_cluster_endpoint": summary("cluster", seq),
         "sequential_api_status": summary("status", seq),
         "upstream_requests_per_burst": upstream_per_burst,
@@ -225,6 +278,8 @@ async def main_async(args, cluster_state, tmp: Path) -> dict:
     res["ratio_p99_cluster_vs_api_status"] = round(
         res["cluster_endpoint"]["p99_ms_median"] / res["baseline_api_status"]["p99_ms_median"], 2)
     res["targets"] = {"p99_below_20ms_200_concurrent": res["cluster_endpoint"]["p99_ms_median"] < 20,
+                      "p99_below_20ms_200_concurrent_keepalive":
+                          res["cluster_endpoint_keepalive"]["p99_ms_median"] < 20,
                       "p99_below_20ms_sequential": res["sequential_cluster_endpoint"]["p99_ms_median"] < 20,
                       "one_upstream_per_interval": all(n == 1 for n in upstream_per_burst)
                       and res["sustained"]["upstream_per_interval"] <= 1.0 + 1.0 / max(1.0, elapsed / args.interval)}
@@ -252,6 +307,9 @@ def main() -> int:
     print(f"{'spark-openstack/api/cluster (cache expired)':42s} {c['p50_ms_median']:8.1f} {c['p99_ms_median']:8.1f}")
     print(f"{'api/status (baseline: server alone)':42s} {a['p50_ms_median']:8.1f} {a['p99_ms_median']:8.1f}")
     print(f"{'master /json/ direct (baseline: no cache)':42s} {m['p50_ms_median']:8.1f} {m['p99_ms_median']:8.1f}")
+    ck, ak = res["cluster_endpoint_keepalive"], res["baseline_api_status_keepalive"]
+    print(f"{'api/cluster, 200 open connections':42s} {ck['p50_ms_median']:8.1f} {ck['p99_ms_median']:8.1f}")
+    print(f"{'api/status, 200 open connections':42s} {ak['p50_ms_median']:8.1f} {ak['p99_ms_median']:8.1f}")
     print(f"master /json/ direct: failed (timeout > 60 s) per burst: {res['master_direct_failed_requests_per_burst']}")
     sc, sa = res["sequential_cluster_endpoint"], res["sequential_api_status"]
     print(f"{'api/cluster, one client, sequential':42s} {sc['p50_ms_median']:8.1f} {sc['p99_ms_median']:8.1f}")

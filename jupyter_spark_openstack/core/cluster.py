@@ -328,10 +328,15 @@ class SparkCluster:
         return False
 
     async def _wait_registered(self, n: int, t0: float) -> None:
+        """Poll the master until ``n`` workers of ours are ALIVE, and the backend for failed
+        workers. Both intervals grow the longer the wait (master 0.5 s -> 2 s, backend 2 s ->
+        10 s): the first workers are noticed at once, and a hub where many users spawn at
+        once (each waiting minutes on a busy cloud) is not kept busy polling."""
         deadline = t0 + self.config.start_timeout
         registered = 0
         last_msg = time.monotonic()
         last_status = 0.0
+        poll, status_every = 0.5, 2.0
         unknown: dict[str, str] = {}
         hosts: dict[str, str] = {}
         while True:
@@ -346,8 +351,9 @@ class SparkCluster:
                 registered = max(registered, min(now, n))
                 if registered >= n:
                     return
-            if time.monotonic() - last_status > 2.0:
+            if time.monotonic() - last_status > status_every:
                 last_status = time.monotonic()
+                status_every = min(status_every * 1.5, 10.0)
                 for rec in records:
                     try:
                         st = await self.provisioner.worker_status(rec)
@@ -372,7 +378,8 @@ class SparkCluster:
                 self.emit(25 + int(65 * registered / n),
                           f"Still waiting for Spark workers: {registered}/{n} registered after {elapsed:.0f}s")
                 last_msg = time.monotonic()
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(poll)
+            poll = min(poll * 1.2, 2.0)
 
     # ---- status ------------------------------------------------------------------------
     async def poll(self) -> str:

@@ -119,6 +119,12 @@ class SparkClusterMixin(LoggingConfigurable):
     _workers_in_use: dict = {}
     _live: weakref.WeakSet = weakref.WeakSet()
     _reconcilers: dict = {}
+    #: lifecycle changes within this many seconds go to the hub database in one commit
+    #: (each commit blocks the hub's event loop on an fsync; the lifecycle also writes every
+    #: change to <run_dir>/cluster.json at once, which the reconciler reads)
+    persist_delay = 0.5
+    _persist_handle = None
+    _stopping = False
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -266,7 +272,7 @@ class SparkClusterMixin(LoggingConfigurable):
         cstate = (state or {}).get("cluster")
         if cstate and cstate.get("phase") != "stopped":
             self._cluster = SparkCluster.from_state(self._cluster_config(), self._get_provisioner(),
-                                                    cstate, on_change=self._persist,
+                                                    cstate, on_change=self._persist_soon,
                                                     logger=self.log)
             SparkClusterMixin._workers_in_use[self._key] = len(cstate.get("records", []))
 
@@ -279,9 +285,31 @@ class SparkClusterMixin(LoggingConfigurable):
             self._cluster = None
             SparkClusterMixin._workers_in_use.pop(self._key, None)
 
+    def _persist_soon(self) -> None:
+        """The lifecycle's ``on_change``: save state to the hub database during the spawn, not
+        only after it, so a hub restart still finds every resource id. Changes that come in a
+        burst (30 users spawning: hundreds) are saved together, ``persist_delay`` s later."""
+        if self._persist_handle is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._persist()
+            return
+        self._persist_handle = loop.call_later(self.persist_delay, self._persist_later)
+
+    def _persist_later(self) -> None:
+        self._persist_handle = None
+        try:
+            self._persist()
+        except Exception:  # a timer callback: log, never raise into the loop
+            self.log.exception("saving %s's spawner state failed", self._log_name)
+
     def _persist(self) -> None:
-        """Save state to the hub database now (not only after start): every resource id is
-        recorded the moment it exists, so a hub restart can still delete it."""
+        """Save state to the hub database now."""
+        if self._persist_handle is not None:
+            self._persist_handle.cancel()
+            self._persist_handle = None
         orm = getattr(self, "orm_spawner", None)
         db = getattr(self, "db", None)
         if orm is None or db is None:
@@ -346,7 +374,7 @@ class SparkClusterMixin(LoggingConfigurable):
             self._cluster = SparkCluster.new(
                 self._cluster_config(), self._get_provisioner(), owner=self.user.name,
                 server_name=self.name or "", options=options, run_dir=run_dir,
-                emit=self._emit, on_change=self._persist, logger=self.log)
+                emit=self._emit, on_change=self._persist_soon, logger=self.log)
             try:
                 await self._cluster.start()
                 self._prepare_user_files(options)
@@ -378,18 +406,22 @@ class SparkClusterMixin(LoggingConfigurable):
 
     async def stop(self, now=False):
         cluster = self._cluster
+        self._stopping = True  # poll() sees the notebook server go: not a crash, leave it to us
         try:
             await super().stop(now=now)
         finally:
-            if cluster is not None:
-                await cluster.stop()  # raises if anything could not be deleted: state is kept
-            self._cluster = None
-            SparkClusterMixin._workers_in_use.pop(self._key, None)
+            try:
+                if cluster is not None:
+                    await cluster.stop()  # raises if anything could not be deleted: state is kept
+                self._cluster = None
+                SparkClusterMixin._workers_in_use.pop(self._key, None)
+            finally:
+                self._stopping = False
 
     async def poll(self):
         status = await super().poll()
         if status is not None:
-            if self._cluster is not None:
+            if self._cluster is not None and not self._stopping:
                 # The notebook server is gone (crashed, or died while the hub was down): the
                 # hub will not call stop() for it, so the cluster is deleted here.
                 self.log.warning("%s's notebook server is gone; deleting its Spark cluster", self._log_name)
