@@ -56,7 +56,7 @@ with open(out, "w") as f:
         try:
             with urllib.request.urlopen(url, timeout=10) as r:
                 r.read()
-                line = f"{time.perf_counter() - t0:.6f}" if r.status == 200 else f"E status {r.status}"
+                line = f"{time.perf_counter() - t0:.6f} {time.time():.3f}" if r.status == 200 else f"E status {r.status}"
         except Exception as e:
             line = "E " + repr(e).replace("\n", " ")
         f.write(line + "\n")
@@ -72,14 +72,20 @@ def start_probe(url: str, out: Path):
     return subprocess.Popen([sys.executable, "-c", PROBE, url, str(out)]), out
 
 
-def stop_probe(probe) -> tuple[list[float], list[str]]:
+def stop_probe(probe) -> tuple[list[float], list[str], list[tuple[float, float]]]:
     proc, out = probe
     Path(str(out) + ".stop").touch()
     proc.wait(30)
-    lat, errors = [], []
+    lat, errors, slow = [], [], []
     for line in out.read_text().splitlines():
-        (errors if line.startswith("E") else lat).append(line if line.startswith("E") else float(line))
-    return lat, errors
+        if line.startswith("E"):
+            errors.append(line)
+            continue
+        dt, at = (float(x) for x in line.split())
+        lat.append(dt)
+        if dt > 0.15:
+            slow.append((at, dt))  # (wall time, latency) of the probes over 150 ms
+    return lat, errors, slow
 
 
 def main() -> int:
@@ -88,12 +94,16 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=900.0)
     ap.add_argument("--daemon-nice", type=int, default=0,
                     help="the spawner's spark_daemon_nice (per-user masters on the hub host)")
+    ap.add_argument("--master-start-slots", type=int, default=None,
+                    help="the spawner's master_start_slots (default: its own, 2 x CPUs; 0: no limit)")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-hub-openstack-"))
     emu = None
     hub = None
     probes: dict = {}
-    res: dict = {"users": args.users, "boot_delay_s": 3.0, "spark_daemon_nice": args.daemon_nice}
+    res: dict = {"users": args.users, "boot_delay_s": 3.0, "spark_daemon_nice": args.daemon_nice,
+                 "master_start_slots": args.master_start_slots if args.master_start_slots is not None
+                 else f"default ({2 * (os.cpu_count() or 1)})"}
     try:
         emu, prov_cfg, extra = start_demo_emulator(root, boot_delay=3.0)
         emu.set_quota(instances=max(100, args.users * 2), cores=max(64, args.users * 2))
@@ -104,7 +114,9 @@ def main() -> int:
                                 extra=extra, spawner_overrides={
                                     "connect_server": False, "cluster_start_timeout": args.timeout,
                                     "max_workers_total": args.users * 2, "hub_id": "storm",
-                                    "spark_daemon_nice": args.daemon_nice})
+                                    "spark_daemon_nice": args.daemon_nice,
+                                    **({"master_start_slots": args.master_start_slots}
+                                       if args.master_start_slots is not None else {})})
         hub = HubProcess(info).start()
         users = [f"user{i:02d}" for i in range(args.users)]
         for u in users:
@@ -120,6 +132,7 @@ def main() -> int:
         }
         time.sleep(1.0)
         t0 = time.perf_counter()
+        wall0 = time.time()
         ready_at: dict[str, float] = {}
 
         def spawn(u):
@@ -149,8 +162,8 @@ def main() -> int:
                     raise RuntimeError(f"{u}'s server failed: {srv}\n{hub.log_tail()}")
             time.sleep(2.0)
         all_ready = time.perf_counter() - t0
-        lat, errors = stop_probe(probes["proxy"])
-        lat_hub, errors_hub = stop_probe(probes["hub"])
+        lat, errors, slow = stop_probe(probes["proxy"])
+        lat_hub, errors_hub, _ = stop_probe(probes["hub"])
         assert len(ready_at) == len(users), f"only {len(ready_at)}/{len(users)} ready"
         res.update({
             "spawn_requests_returned_s": requested,
@@ -164,6 +177,13 @@ def main() -> int:
             "hub_direct_p50_ms": pct(lat_hub, 50) * 1000, "hub_direct_p95_ms": pct(lat_hub, 95) * 1000,
             "hub_direct_p99_ms": pct(lat_hub, 99) * 1000,
             "servers_at_peak": len(users),
+            # when the slow probes (> 150 ms, via the proxy) came, in 10 s bins from the storm's
+            # start, next to how many users were ready by then: which phase slows the hub
+            "slow_probes_by_10s": {
+                f"{10 * b}-{10 * b + 10}s": {
+                    "slow": sum(1 for at, _ in slow if int((at - wall0) // 10) == b),
+                    "ready_by_end": sum(1 for r in ready_at.values() if r < 10 * b + 10)}
+                for b in range(int(all_ready // 10) + 1)},
         })
         t1 = time.perf_counter()
 

@@ -115,3 +115,29 @@ def test_connect_server_with_a_remote_notebook_spawner_is_refused():
     with pytest.raises(ValidationError, match="Spark Connect to a remote host needs TLS"):
         RemoteSpawner(connect_server=True)._check_connect_is_local()
     RemoteSpawner(connect_server=False)._check_connect_is_local()
+
+
+def test_master_start_slots_are_validated_and_shared():
+    from jupyter_spark_openstack.core.cluster import _start_gate
+
+    with pytest.raises(ValidationError, match=r"master_start_slots: -1 is not allowed; expected an integer >= 0"):
+        ClusterConfig(master_start_slots=-1)
+
+    async def run():
+        assert _start_gate(0) is None
+        gate = _start_gate(2)
+        assert _start_gate(2) is gate        # one gate for every cluster of this hub
+        running, peak = 0, 0
+
+        async def start_master():
+            nonlocal running, peak
+            async with gate:
+                running += 1
+                peak = max(peak, running)
+                await asyncio.sleep(0.05)
+                running -= 1
+
+        await asyncio.gather(*[start_master() for _ in range(7)])
+        return peak
+
+    assert asyncio.run(run()) == 2

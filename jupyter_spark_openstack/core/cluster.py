@@ -15,6 +15,7 @@ everything already created before the error is raised.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -63,10 +64,15 @@ class ClusterConfig:
     connect_conf: dict = field(default_factory=dict)
     connect_python: str | None = None        # executors' Python for UDFs (default: this one)
     daemon_nice: int = 0                     # niceness of the per-user master + Connect server
+    master_start_slots: int = 0              # per-user masters starting at once (0: no limit)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         daemons.check_nice(self.daemon_nice, "spark_daemon_nice")
+        if isinstance(self.master_start_slots, bool) or not isinstance(self.master_start_slots, int) \
+                or self.master_start_slots < 0:
+            raise ValidationError("master_start_slots", self.master_start_slots,
+                                  "an integer >= 0 (0: no limit)")
         if self.master_mode not in ("per-user", "shared"):
             raise ValidationError("master_mode", self.master_mode, "'per-user' or 'shared'")
         if self.master_mode == "shared":
@@ -77,6 +83,22 @@ class ClusterConfig:
             if not self.shared_master_webui_url:
                 raise ValidationError("shared_master_webui_url", self.shared_master_webui_url,
                                       "the shared master's web UI URL (http://host:8080) when master_mode is 'shared'")
+
+
+_START_GATES: dict[tuple[int, int], asyncio.Semaphore] = {}
+
+
+def _start_gate(slots: int) -> asyncio.Semaphore | None:
+    """The semaphore shared by every cluster of this process (and event loop) that starts a
+    per-user master: ``slots`` JVMs booting at once on a 2-core host finish sooner one group
+    after another than all together, and leave the hub some CPU."""
+    if slots <= 0:
+        return None
+    key = (id(asyncio.get_running_loop()), slots)
+    gate = _START_GATES.get(key)
+    if gate is None:
+        gate = _START_GATES[key] = asyncio.Semaphore(slots)
+    return gate
 
 
 class SparkCluster:
@@ -212,12 +234,17 @@ class SparkCluster:
                                "webui_url": self.config.shared_master_webui_url}, phase="master")
             self.emit(10, f"Using the shared Spark master {self.config.shared_master_url}")
             return
-        self.emit(5, "Starting Spark master")
-        lc = LocalCluster(self.run_dir / "master")
-        self._save(master={"mode": "per-user", "run_dir": str(lc.run_dir)}, phase="master")
-        st = await asyncio.to_thread(lc.start_master, host=self.config.master_host,
-                                     secret=secret, timeout=min(120.0, self.config.start_timeout),
-                                     nice=self.config.daemon_nice)
+        gate = _start_gate(self.config.master_start_slots)
+        if gate is not None and gate.locked():
+            self.emit(3, f"Waiting to start the Spark master: {self.config.master_start_slots} "
+                         "other users' masters are starting on this host")
+        async with gate if gate is not None else contextlib.nullcontext():
+            self.emit(5, "Starting Spark master")
+            lc = LocalCluster(self.run_dir / "master")
+            self._save(master={"mode": "per-user", "run_dir": str(lc.run_dir)}, phase="master")
+            st = await asyncio.to_thread(lc.start_master, host=self.config.master_host,
+                                         secret=secret, timeout=min(120.0, self.config.start_timeout),
+                                         nice=self.config.daemon_nice)
         self._save(master={"mode": "per-user", "run_dir": str(lc.run_dir),
                            "master_url": st["master_url"], "webui_url": st["webui_url"],
                            "process": st["master"]})

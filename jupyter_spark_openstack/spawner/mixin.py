@@ -71,6 +71,17 @@ class SparkClusterMixin(LoggingConfigurable):
         help="Niceness (0-19) of the Spark daemons each user gets on the hub host (the per-user "
              "master and Spark Connect server): above 0 they yield the CPU to the hub and the "
              "notebook servers when the host is busy, e.g. while many users spawn at once.")
+    master_start_slots = Int(
+        help="At most this many per-user Spark masters start at once on the hub host; the "
+             "others wait their turn (the spawn page says so). When many users log in at once, "
+             "JVMs booting in small groups are each ready sooner than all booting together, and "
+             "the hub keeps CPU to answer. 0: no limit. Default: 2 x the host's CPUs.",
+    ).tag(config=True)
+
+    @default("master_start_slots")
+    def _default_master_start_slots(self):
+        return 2 * (os.cpu_count() or 1)
+
     shared_master_url = Unicode("", config=True, help="spark://host:port, with master_mode='shared'.")
     shared_master_webui_url = Unicode("", config=True, help="http://host:8080, with master_mode='shared'.")
     hub_id = Unicode(
@@ -216,7 +227,7 @@ class SparkClusterMixin(LoggingConfigurable):
             connect_server=self.connect_server,
             connect_driver_memory=parse_memory("connect_driver_memory", self.connect_driver_memory),
             connect_conf=parse_conf("connect_conf", self.connect_conf),
-            daemon_nice=self.spark_daemon_nice)
+            daemon_nice=self.spark_daemon_nice, master_start_slots=self.master_start_slots)
 
     def _check_connect_is_local(self) -> None:
         """Kernels reach the Connect server on localhost; a notebook server on another host
