@@ -95,7 +95,7 @@ def main() -> int:
     ap.add_argument("--daemon-nice", type=int, default=0,
                     help="the spawner's spark_daemon_nice (per-user masters on the hub host)")
     ap.add_argument("--master-start-slots", type=int, default=None,
-                    help="the spawner's master_start_slots (default: its own, 2 x CPUs; 0: no limit)")
+                    help="the spawner's master_start_slots (default: its own, the CPU count; 0: no limit)")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-hub-openstack-"))
     emu = None
@@ -103,7 +103,7 @@ def main() -> int:
     probes: dict = {}
     res: dict = {"users": args.users, "boot_delay_s": 3.0, "spark_daemon_nice": args.daemon_nice,
                  "master_start_slots": args.master_start_slots if args.master_start_slots is not None
-                 else f"default ({2 * (os.cpu_count() or 1)})"}
+                 else f"default ({os.cpu_count() or 1})"}
     try:
         emu, prov_cfg, extra = start_demo_emulator(root, boot_delay=3.0)
         emu.set_quota(instances=max(100, args.users * 2), cores=max(64, args.users * 2))

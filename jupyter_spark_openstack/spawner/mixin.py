@@ -75,12 +75,12 @@ class SparkClusterMixin(LoggingConfigurable):
         help="At most this many per-user Spark masters start at once on the hub host; the "
              "others wait their turn (the spawn page says so). When many users log in at once, "
              "JVMs booting in small groups are each ready sooner than all booting together, and "
-             "the hub keeps CPU to answer. 0: no limit. Default: 2 x the host's CPUs.",
+             "the hub keeps CPU to answer. 0: no limit. Default: the host's CPU count.",
     ).tag(config=True)
 
     @default("master_start_slots")
     def _default_master_start_slots(self):
-        return 2 * (os.cpu_count() or 1)
+        return os.cpu_count() or 1
 
     shared_master_url = Unicode("", config=True, help="spark://host:port, with master_mode='shared'.")
     shared_master_webui_url = Unicode("", config=True, help="http://host:8080, with master_mode='shared'.")
