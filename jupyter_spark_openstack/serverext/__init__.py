@@ -93,14 +93,6 @@ class SparkServerState:
         self._connect = (time.monotonic(), info)
         return info
 
-    async def cluster_answer(self, proxy_prefix: str) -> dict:
-        t = self.target()
-        cache = self.cache()
-        state = await cache.get() if cache else None
-        return cluster_answer(t, state, refresh_interval=self.config.refresh_interval,
-                              proxy_prefix=proxy_prefix if self.config.proxy_ui else None,
-                              connect=await self.connect_info(t.connect_url))
-
     async def cluster_answer_json(self, proxy_prefix: str) -> str:
         """The answer serialized once per upstream read (every poller gets the same bytes)."""
         t = self.target()
@@ -124,13 +116,9 @@ def extra_handlers(log=None) -> list[tuple[str, type]]:
             mod = importlib.import_module(f"{__name__}.{name}")
             getter = getattr(mod, "get_handlers", None)
             extra = list(getter()) if getter is not None else None
-        except ModuleNotFoundError as e:
-            if e.name == f"{__name__}.{name}":
-                continue
-            if log:
-                log.error("spark-openstack: %s.%s not loaded: %s", __name__, name, e)
-            continue
         except Exception as e:  # noqa: BLE001 - one broken add-on must not take the cluster API down
+            if isinstance(e, ModuleNotFoundError) and e.name == f"{__name__}.{name}":
+                continue  # an optional add-on that is not there
             if log:
                 log.error("spark-openstack: %s.%s not loaded: %s", __name__, name, e)
             continue
