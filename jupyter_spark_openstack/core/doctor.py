@@ -198,22 +198,20 @@ def run_doctor(*, target: MasterTarget | None = None, kernelspecs: Mapping[str, 
     specs = pyspark_kernelspecs() if kernelspecs is None else dict(kernelspecs)
     checks: list[Check] = [_java_check("java", env, "the notebook server"), check_spark_home(env),
                            check_hostname()]
-    master_checked = False
+    master_check = None
     if target is None:
         try:
             target = resolve_master(env=env, kernelspecs=specs)
         except Exception as e:  # noqa: BLE001 - a bad setting is a failed check, not a crash
-            checks.append(Check("master", FAIL, str(e), "fix the named setting"))
+            master_check = Check("master", FAIL, str(e), "fix the named setting")
             target = MasterTarget(None, None)
-            master_checked = True
-    if master_checked:
-        pass
-    elif target.configured:
-        checks.append(check_master("master", target.master_url, target.webui_url, timeout))
-    else:
-        checks.append(Check("master", WARN, "no Spark master is configured for this server",
-                            "start a cluster (jupyter-spark-openstack cluster start) and install a "
-                            "kernelspec for it, or set SPARK_OPENSTACK_MASTER_URL"))
+    if master_check is None and target.configured:
+        master_check = check_master("master", target.master_url, target.webui_url, timeout)
+    elif master_check is None:
+        master_check = Check("master", WARN, "no Spark master is configured for this server",
+                             "start a cluster (jupyter-spark-openstack cluster start) and install a "
+                             "kernelspec for it, or set SPARK_OPENSTACK_MASTER_URL")
+    checks.append(master_check)
     if not specs:
         checks.append(Check("kernelspecs", WARN, "no PySpark kernelspec is installed",
                             "jupyter-spark-openstack kernel install --master spark://HOST:PORT"))
