@@ -25,7 +25,7 @@ import time
 from collections.abc import Mapping
 
 from ..core.kernelspec import ENV_CONF, ENV_MASTER_URL, ENV_SECRET_FILE
-from ..core.spark.daemons import write_properties
+from ..core.spark.daemons import is_running, write_properties
 from ..core.spark.home import check_java, find_java, find_spark_home, is_spark_home
 from ..core.spark.ports import port_open
 from .session import SparkStartError, start_timeout, wait_until_serving
@@ -352,22 +352,18 @@ def sweep_stale_scratch(log: logging.Logger | None = None) -> list[str]:
     manager whose shutdown patience ran out, cannot clean up after itself)."""
     import glob  # noqa: PLC0415
 
-    import psutil  # noqa: PLC0415
-
     removed = []
     for d in glob.glob(os.path.join(tempfile.gettempdir(), SCRATCH_PREFIX + "pyspark-*")):
         try:
-            pid, ctime = open(os.path.join(d, _OWNER)).read().split()
+            with open(os.path.join(d, _OWNER)) as f:
+                pid, ctime = f.read().split()
             st = os.stat(d)
         except (OSError, ValueError):
             continue  # not ours, or not written yet
         if st.st_uid != os.getuid():
             continue
-        try:
-            alive = abs(psutil.Process(int(pid)).create_time() - float(ctime)) < 1.0
-        except (psutil.Error, ValueError):
-            alive = False
-        if not alive:
+        # the same pid-and-start-time test as for Spark daemons: a recycled pid is not its owner
+        if not is_running({"pid": pid, "create_time": ctime}):
             shutil.rmtree(d, ignore_errors=True)
             removed.append(d)
     if removed and log:
