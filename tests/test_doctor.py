@@ -13,25 +13,13 @@ import json
 import os
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
 
 from jupyter_spark_openstack.core.clusterinfo import METADATA_KEY
 from jupyter_spark_openstack.core.spark.ports import free_port
-
-SITE = sysconfig.get_paths()["purelib"]
-
-
-def make_venv(root: Path, exclude: tuple[str, ...] | None) -> str:
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
-    if exclude is not None:
-        site = Path(sysconfig.get_paths(vars={"base": str(root), "platbase": str(root)})["purelib"])
-        for entry in os.listdir(SITE):
-            if not entry.lower().startswith(exclude):
-                (site / entry).symlink_to(Path(SITE) / entry)
-    return str(root / "bin" / "python")
+from tests._venv import make_venv
 
 
 def spec(data_dir: Path, name: str, python: str = sys.executable, env: dict | None = None,

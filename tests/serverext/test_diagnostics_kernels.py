@@ -16,13 +16,13 @@ import signal
 import socket
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
 
 from jupyter_spark_openstack.core import paths
 from jupyter_spark_openstack.core.spark.ports import free_port
+from tests._venv import make_venv
 
 from .conftest import (
     eager_argv,
@@ -34,22 +34,9 @@ from .conftest import (
     start_kernel,
 )
 
-SITE = sysconfig.get_paths()["purelib"]
 LOCAL = {"SPARK_LOCAL_IP": "127.0.0.1"}  # the driver binds and advertises loopback only
 # pytest-jupyter puts this interpreter's sys.path in PYTHONPATH; a broken venv must not see it
 NO_PYTHONPATH = {"PYTHONPATH": ""}
-
-
-def make_venv(root: Path, exclude: tuple[str, ...] | None) -> str:
-    """A venv without pip. ``exclude=None``: bare (nothing importable). Otherwise it sees this
-    environment's packages (symlinked) except those whose names start with ``exclude``."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
-    if exclude is not None:
-        site = Path(sysconfig.get_paths(vars={"base": str(root), "platbase": str(root)})["purelib"])
-        for entry in os.listdir(SITE):
-            if not entry.lower().startswith(exclude):
-                (site / entry).symlink_to(Path(SITE) / entry)
-    return str(root / "bin" / "python")
 
 
 def cli_category(kernel_id: str) -> dict:
