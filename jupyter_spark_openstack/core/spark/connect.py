@@ -195,8 +195,8 @@ def start_connect_server(run_dir: str | os.PathLike, *, master_url: str, token: 
                          app_name: str = "Spark Connect server", name: str = "connect",
                          nice: int = 0) -> dict:
     """Start a Connect server for ``master_url``; returns its record at once (not yet ready:
-    call :func:`wait_connect_ready`); ``nice`` > 0 runs it at lower CPU priority. Bad values raise :class:`ValidationError` before anything
-    is written or started."""
+    call :func:`wait_connect_ready`); ``nice`` > 0 runs it at lower CPU priority. Bad values
+    raise :class:`ValidationError` before anything is written or started."""
     master_url = parse_master_url("master_url", master_url)
     host = parse_connect_host("connect host", host)
     port = parse_positive_int("connect port", port, maximum=65535) if port else free_port(host)

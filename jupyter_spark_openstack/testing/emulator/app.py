@@ -19,10 +19,10 @@ Like Nova it never reads user-data when a server is created: the server is BUILD
 cloud-config (:func:`..core.provisioners.cloudconfig.read_worker_boot`): if it is valid it
 starts what the systemd unit would start, a Spark worker with the env file's master URL, cores,
 memory and secret, as a local process bound to 127.0.0.1 at niceness ``vm_nice`` (default 10:
-the VMs stand for other machines, so they yield the CPU to the host under test; each "VM" gets its own free ports and
-the Spark of this machine, whatever the paths in the cloud-config say; ``download`` mode is
-checked but nothing is downloaded); if not, the console output shows cloud-init's error and no
-worker starts. Nothing from user-data is ever run as a command on this host. Deleting the
+the VMs stand for other machines, so they yield the CPU to the host under test). Each "VM" gets
+its own free ports and the Spark of this machine, whatever the paths in the cloud-config say
+(``download`` mode is checked but nothing is downloaded). If the cloud-config is not valid,
+the console output shows cloud-init's error and no worker starts. Nothing from user-data is ever run as a command on this host. Deleting the
 server stops its worker.
 
 ``spark_mode="none"`` (CLI ``--no-jvm``): servers start no JVM at all; the cloud-config is still
