@@ -43,6 +43,11 @@ class WorkerSpec:
     size: str | None = None            # the admin's size name ("small", ...)
     flavor: str | None = None          # backend-specific machine type (OpenStack flavor)
     server_name: str = ""              # JupyterHub named-server name ("" for the default)
+    #: Spark properties the worker daemon must run with (hardening, network crypto): every
+    #: provisioner passes them to the worker as they are, on top of its own
+    spark_conf: dict[str, str] = field(default_factory=dict)
+    #: who a worker on the hub host runs as (``local`` provisioner); None: the hub's own user
+    daemon_user: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # keep the secret out of logs and tracebacks
@@ -85,6 +90,9 @@ class Provisioner(abc.ABC):
     name: ClassVar[str] = ""
     #: seconds a worker may take from request to registration before we give up
     default_boot_timeout: ClassVar[float] = 120.0
+    #: True when workers run on other hosts than the hub: Spark traffic between them then
+    #: crosses a network and is encrypted (``spark.network.crypto.enabled``)
+    remote_workers: ClassVar[bool] = False
 
     def __init__(self, config: dict | None = None, *, log=None):
         import logging  # noqa: PLC0415
