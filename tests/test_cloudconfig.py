@@ -3,6 +3,9 @@ would (the emulator's reader), and refusing what could inject anything."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import pytest
 import yaml
 
@@ -135,3 +138,114 @@ def test_read_worker_boot_requires_the_unit_started_and_valid_env():
             f["content"] = f["content"].replace("SPARK_WORKER_CORES=4", "SPARK_WORKER_CORES=many")
     with pytest.raises(cc.CloudConfigError, match="SPARK_WORKER_CORES"):
         cc.read_worker_boot("#cloud-config\n" + yaml.safe_dump(doc))
+
+
+# ---- spark_conf: the worker's properties file -----------------------------------------------------
+HARDENING = {"spark.network.crypto.enabled": "true", "spark.ui.killEnabled": "false",
+             "spark.master.ui.decommission.allow.mode": "DENY"}
+# values a properties file must escape: backslashes, a leading space, non-ASCII (BMP and not)
+TRICKY = {"spark.executorEnv.WIN_PATH": "C:\\tmp\\new", "spark.executorEnv.PAD": "  two spaces",
+          "spark.executorEnv.TEXT": "café ☕ 😀 a=b:c #!d"}
+
+
+def _props(text):
+    return _files(yaml.safe_load(text))[cc.PROPERTIES_FILE]["content"]
+
+
+def test_properties_file_has_our_defaults_then_spark_conf():
+    props = _props(render(spark_conf=HARDENING))
+    lines = props.splitlines()
+    assert lines[:2] == ["spark.authenticate=true", "spark.blockManager.port=7079"]
+    for k, v in HARDENING.items():
+        assert f"{k}={v}" in lines
+    assert len(lines) == len(set(lines))
+    # without spark_conf the worker's web UI still cannot kill anything
+    assert "spark.ui.killEnabled=false" in _props(render()).splitlines()
+    # spark_conf wins over ours
+    over = cc.read_worker_boot(render(spark_conf={"spark.ui.killEnabled": "true"})).properties
+    assert over["spark.ui.killEnabled"] == "true"
+    assert cc.read_worker_boot(render(spark_conf=HARDENING)).properties == {
+        "spark.authenticate": "true", "spark.blockManager.port": "7079", **HARDENING}
+
+
+def test_property_values_are_escaped_and_read_back():
+    props = _props(render(spark_conf=TRICKY))
+    assert props.isascii() and not any(ord(c) < 0x20 and c != "\n" for c in props)
+    lines = props.splitlines()
+    assert "spark.executorEnv.WIN_PATH=C:\\\\tmp\\\\new" in lines
+    assert "spark.executorEnv.PAD=\\  two spaces" in lines
+    assert "spark.executorEnv.TEXT=caf\\u00e9 \\u2615 \\ud83d\\ude00 a=b:c #!d" in lines
+    assert {k: cc.read_worker_boot(render(spark_conf=TRICKY)).properties[k] for k in TRICKY} == TRICKY
+
+
+JAVA_READER = """
+import java.io.*;
+import java.nio.charset.StandardCharsets;
+import java.util.*;
+
+public class ReadProps {
+    public static void main(String[] args) throws Exception {
+        Properties p = new Properties();   // as Spark's Utils.getPropertiesFromFile reads it
+        try (Reader r = new InputStreamReader(new FileInputStream(args[0]), StandardCharsets.UTF_8)) {
+            p.load(r);
+        }
+        for (String k : new TreeSet<>(p.stringPropertyNames())) {
+            StringBuilder b = new StringBuilder(k).append('\\t');
+            p.getProperty(k).codePoints().forEach(c -> b.append(Integer.toHexString(c)).append(','));
+            System.out.println(b);
+        }
+    }
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("java") is None, reason="java not installed")
+def test_java_reads_the_properties_file_as_meant(tmp_path):
+    (tmp_path / "ReadProps.java").write_text(JAVA_READER)
+    (tmp_path / "worker.properties").write_text(_props(render(spark_conf={**HARDENING, **TRICKY})))
+    out = subprocess.run(["java", str(tmp_path / "ReadProps.java"), str(tmp_path / "worker.properties")],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    got = {}
+    for line in out.splitlines():
+        k, _, cps = line.partition("\t")
+        got[k] = "".join(chr(int(c, 16)) for c in cps.split(",") if c)
+    assert got == {"spark.authenticate": "true", "spark.blockManager.port": "7079", **HARDENING, **TRICKY}
+
+
+@pytest.mark.parametrize("conf, field", [
+    ({"hadoop.fs.defaultFS": "x"}, "spark_conf"),
+    ({"spark.": "x"}, "spark_conf"),
+    ({"spark..a": "x"}, "spark_conf"),
+    ({"spark.a b": "x"}, "spark_conf"),
+    ({"spark.a=b": "x"}, "spark_conf"),
+    ({"spark.a\nspark.b": "x"}, "spark_conf"),
+    ({7: "x"}, "spark_conf"),
+    ({"spark.authenticate.secret": "x"}, "spark_conf"),
+    ({"spark.a": "x\nspark.ui.killEnabled=true"}, "spark_conf.spark.a"),
+    ({"spark.a": "x\ry"}, "spark_conf.spark.a"),
+    ({"spark.a": "x\ty"}, "spark_conf.spark.a"),
+    ({"spark.a": "x\x00"}, "spark_conf.spark.a"),
+    ({"spark.a": "x\x7f"}, "spark_conf.spark.a"),
+    ({"spark.a": "x\x85y"}, "spark_conf.spark.a"),
+    ({"spark.a": "x\u2028y"}, "spark_conf.spark.a"),
+    ({"spark.a": "x" * 5000}, "spark_conf.spark.a"),
+    ({"spark.a": None}, "spark_conf.spark.a"),
+    ({"spark.a": ["x"]}, "spark_conf.spark.a"),
+    (["spark.a=x"], "spark_conf"),
+])
+def test_bad_spark_conf_is_refused_naming_the_field(conf, field):
+    with pytest.raises(ValidationError) as ei:
+        render(spark_conf=conf)
+    assert ei.value.field == field
+    assert "expected" in str(ei.value)
+
+
+def test_secret_like_values_are_not_echoed_in_errors():
+    with pytest.raises(ValidationError) as ei:
+        render(spark_conf={"spark.ssl.keyPassword": "hunter2\n"})
+    assert ei.value.field == "spark_conf.spark.ssl.keyPassword" and "hunter2" not in str(ei.value)
+
+
+def test_spark_conf_booleans_and_numbers_become_spark_text():
+    props = cc.read_worker_boot(render(spark_conf={"spark.a": True, "spark.b": 3})).properties
+    assert (props["spark.a"], props["spark.b"]) == ("true", "3")

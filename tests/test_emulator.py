@@ -271,3 +271,71 @@ def test_cli_serves_writes_clouds_yaml_and_stops_on_ctrl_c(tmp_path):
                           "--host", "0.0.0.0"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2
     assert "--host: '0.0.0.0' is not allowed; expected 127.0.0.1 or localhost" in bad.stderr
+
+
+def test_security_groups_and_rules_like_neutron(emu, tmp_path):
+    conn = connect(emu, tmp_path)
+    net = conn.network
+    sg = net.create_security_group(name="cluster-a", description="workers of a")
+    other = net.create_security_group(name="cluster-b")
+    assert net.find_security_group("cluster-a").id == sg.id
+    assert [g.name for g in net.security_groups(name="cluster-a")] == ["cluster-a"]
+    assert sorted(g.name for g in net.security_groups()) == ["cluster-a", "cluster-b", "default"]
+    own = net.create_security_group_rule(security_group_id=sg.id, direction="ingress", ether_type="IPv4",
+                                         protocol="tcp", port_range_min=1024, port_range_max=65535,
+                                         remote_group_id=sg.id)
+    hub = net.create_security_group_rule(security_group_id=sg.id, direction="ingress", ether_type="IPv4",
+                                         protocol="tcp", remote_ip_prefix="10.0.0.7/24")
+    assert (own.remote_group_id, own.remote_ip_prefix, own.port_range_min) == (sg.id, None, 1024)
+    assert hub.remote_ip_prefix == "10.0.0.0/24"   # normalised, as Neutron does
+    rules = {r.id: r for r in net.security_group_rules(security_group_id=sg.id)}
+    assert {own.id, hub.id} <= set(rules) and len(rules) == 4   # + the two default egress rules
+    assert net.get_security_group_rule(own.id).remote_group_id == sg.id
+    assert net.security_group_rules(security_group_id=other.id) and \
+        all(r.direction == "egress" for r in net.security_group_rules(security_group_id=other.id))
+    with pytest.raises(osx.ConflictException, match="already exists"):
+        net.create_security_group_rule(security_group_id=sg.id, direction="ingress", ether_type="IPv4",
+                                       protocol="tcp", port_range_min=1024, port_range_max=65535,
+                                       remote_group_id=sg.id)
+    with pytest.raises(osx.BadRequestException, match="Only remote_ip_prefix or remote_group_id"):
+        net.create_security_group_rule(security_group_id=sg.id, direction="ingress",
+                                       remote_group_id=sg.id, remote_ip_prefix="10.0.0.0/24")
+    with pytest.raises(osx.BadRequestException, match="not a valid IP subnet"):
+        net.create_security_group_rule(security_group_id=sg.id, direction="ingress",
+                                       remote_ip_prefix="10.0.0.0/33")
+    with pytest.raises(osx.BadRequestException, match="Conflicting value ethertype IPv4"):
+        net.create_security_group_rule(security_group_id=sg.id, direction="ingress", remote_ip_prefix="::/0")
+    with pytest.raises(osx.NotFoundException, match="does not exist"):
+        net.create_security_group_rule(security_group_id=sg.id, direction="ingress",
+                                       remote_group_id="00000000-0000-4000-8000-00000000dead")
+    net.delete_security_group_rule(hub)
+    assert hub.id not in {r.id for r in net.security_group_rules(security_group_id=sg.id)}
+    with pytest.raises(osx.NotFoundException):
+        net.delete_security_group_rule(hub.id, ignore_missing=False)
+    # a server by the group's id: Nova shows its name; Neutron refuses to delete it meanwhile
+    s = create(conn, security_groups=[{"name": sg.id}, {"name": "default"}])
+    assert {x["id"]: x["security_groups"] for x in emu.servers()}[s.id] == ["cluster-a", "default"]
+    with pytest.raises(osx.ConflictException, match="in use"):
+        net.delete_security_group(sg)
+    with pytest.raises(osx.ConflictException, match="default security group"):
+        net.delete_security_group(net.find_security_group("default"))
+    conn.compute.delete_server(s)
+    conn.compute.wait_for_delete(s, interval=0.05, wait=10)
+    # a rule of another group naming it as remote goes with it
+    net.create_security_group_rule(security_group_id=other.id, direction="ingress", remote_group_id=sg.id)
+    net.delete_security_group(sg)
+    assert net.find_security_group("cluster-a") is None
+    assert all(r.remote_group_id != sg.id for r in net.security_group_rules())
+    with pytest.raises(osx.NotFoundException):
+        net.delete_security_group(sg.id, ignore_missing=False)
+    assert [c.status for c in emu.calls(kind="security_groups") if c.method == "DELETE"] == \
+        [204, 404, 409, 409, 204, 404]
+
+
+def test_server_with_an_ambiguous_group_name_is_refused_like_nova(emu, tmp_path):
+    conn = connect(emu, tmp_path)
+    conn.network.create_security_group(name="twin")
+    conn.network.create_security_group(name="twin")
+    with pytest.raises(osx.ConflictException, match="Multiple security groups found matching 'twin'"):
+        create(conn, security_groups=[{"name": "twin"}])
+    assert emu.servers() == []

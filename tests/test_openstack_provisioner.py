@@ -99,7 +99,9 @@ async def test_request_status_list_delete(emu, prov):
     assert "spark-openstack-hub-hub1" in server["tags"]
     assert server["flavor"] == "m1.small" and server["key_name"] == "demo-key"
     assert server["availability_zone"] == "nova"
-    assert server["security_groups"] == ["default", "spark-openstack-hub1"]
+    assert server["security_groups"] == ["default", "spark-openstack-hub1.hub1-alice"]
+    bobs = {s["id"]: s for s in emu.servers()}[recs[2].id]
+    assert bobs["security_groups"] == ["default", "spark-openstack-hub1.hub1-bob"]
     await asyncio.gather(*(prov.delete_worker(r) for r in recs))
     assert emu.servers() == []
     assert (await prov.worker_status(recs[0])).state == "gone"
@@ -125,18 +127,6 @@ async def test_user_data_is_a_worker_cloud_config_without_credentials(emu, prov,
     console = await prov.worker_log(rec)
     assert "Started Spark worker" in console and "Invalid" not in console
     await prov.delete_worker(rec)
-
-
-async def test_security_group_opens_spark_ports_to_the_hub_network_only(emu, prov):
-    await prov.request_worker(spec(1))
-    await prov.request_worker(spec(2))
-    sg = next(g for g in emu.security_groups if g["name"] == "spark-openstack-hub1")
-    ingress = [r for r in sg["rules"] if r["direction"] == "ingress"]
-    assert sorted((r["remote_ip_prefix"] or "", r["remote_group_id"] or "") for r in ingress) == \
-        [("", sg["id"]), ("10.0.0.0/24", "")]
-    assert all((r["protocol"], r["port_range_min"], r["port_range_max"]) == ("tcp", 1024, 65535)
-               for r in ingress)
-    assert len([c for c in emu.calls(kind="security_groups") if c.method == "POST"]) == 3
 
 
 async def test_quota_precheck_refuses_with_the_numbers(emu, prov):
@@ -184,12 +174,14 @@ async def test_transient_errors_are_retried_others_fail_at_once(emu, prov, caplo
     emu.clear_faults()
 
 
-async def test_quota_refused_at_create_is_a_quota_error(emu, prov):
+async def test_quota_refused_at_create_is_a_quota_error(emu, prov, tmp_path):
     emu.add_fault(action="quota", count=1)
     with pytest.raises(QuotaError) as ei:
         await prov.request_worker(spec(1))
     assert "Quota exceeded for cores" in str(ei.value)
     assert emu.servers() == []
+    # the group made for this first request went with it
+    assert [g.name for g in neutron(emu, tmp_path).security_groups()] == ["default"]
 
 
 async def test_create_that_timed_out_is_adopted_not_duplicated(emu, tmp_path):
@@ -242,3 +234,273 @@ async def test_master_host_must_match_the_masters_url(emu, tmp_path):
         assert [s["id"] for s in emu.servers()] == [rec.id]
     finally:
         await p.close()
+
+
+# ---- the per-cluster security group ------------------------------------------------------------
+def neutron(emu, tmp_path):
+    """A client of the emulator's Neutron of its own (openstacksdk, over HTTP)."""
+    import openstack
+
+    path = emu.write_clouds_yaml(tmp_path / "neutron-clouds.yaml")
+    region = openstack.config.OpenStackConfig(config_files=[path]).get_one(cloud="emulator")
+    return openstack.connection.Connection(config=region).network
+
+
+def group_of(net, name):
+    groups = [g for g in net.security_groups(name=name) if g.name == name]
+    assert len(groups) == 1, [g.id for g in groups]
+    return groups[0]
+
+
+def ingress(net, sg):
+    return sorted(((r.protocol, r.port_range_min, r.port_range_max, r.ether_type,
+                    r.remote_group_id, r.remote_ip_prefix)
+                   for r in net.security_group_rules(security_group_id=sg.id)
+                   if r.direction == "ingress"), key=repr)
+
+
+def server_groups(emu, rec):
+    return {s["id"]: s["security_groups"] for s in emu.servers()}[rec.id]
+
+
+def group_posts(emu):
+    return [c for c in emu.calls(kind="security_groups")
+            if c.method == "POST" and c.path.endswith("/security-groups")]
+
+
+def rule_posts(emu):
+    return [c for c in emu.calls(kind="security_groups")
+            if c.method == "POST" and c.path.endswith("/security-group-rules")]
+
+
+async def test_cluster_group_opens_spark_ports_to_its_own_workers_and_the_hub_only(emu, prov, tmp_path):
+    r1 = await prov.request_worker(spec(1))
+    r2 = await prov.request_worker(spec(2))
+    net = neutron(emu, tmp_path)
+    sg = group_of(net, "spark-openstack-hub1.hub1-alice")
+    assert ingress(net, sg) == sorted([("tcp", 1024, 65535, "IPv4", sg.id, None),
+                                       ("tcp", 1024, 65535, "IPv4", None, "10.0.0.0/24")], key=repr)
+    assert "alice" in sg.description and "hub1-alice" in sg.description and "hub1" in sg.description
+    assert server_groups(emu, r1) == server_groups(emu, r2) == ["default", sg.name]
+    assert (len(group_posts(emu)), len(rule_posts(emu))) == (1, 2)   # once per cluster
+
+
+async def test_two_clusters_get_two_groups_that_only_admit_themselves(emu, prov, tmp_path):
+    a, b, c = await asyncio.gather(prov.request_worker(spec(1)), prov.request_worker(spec(1, owner="bob")),
+                                   prov.request_worker(spec(1, server_name="gpu")))
+    net = neutron(emu, tmp_path)
+    names = ["spark-openstack-hub1.hub1-alice", "spark-openstack-hub1.hub1-bob",
+             "spark-openstack-hub1.hub1-alice-gpu"]
+    groups = [group_of(net, n) for n in names]
+    assert len({g.id for g in groups}) == 3
+    for rec, g in zip((a, b, c), groups, strict=True):
+        assert server_groups(emu, rec) == ["default", g.name]
+        # the member rule names this group only: bob's workers are not members of alice's
+        assert [r[4] for r in ingress(net, g) if r[4]] == [g.id]
+    assert len(group_posts(emu)) == 3
+
+
+async def test_parallel_requests_of_one_cluster_create_one_group(emu, prov, tmp_path):
+    await prov.list_workers(hub_id="warm")   # auth + discovery first
+    # a slow Neutron widens the window in which unlocked requests would all find no group
+    emu.add_fault(action="delay", kind="security_groups", seconds=0.3, count=1)
+    recs = await asyncio.gather(*(prov.request_worker(spec(i)) for i in range(1, 7)))
+    net = neutron(emu, tmp_path)
+    sg = group_of(net, "spark-openstack-hub1.hub1-alice")
+    assert (len(group_posts(emu)), len(rule_posts(emu))) == (1, 2)
+    assert all(server_groups(emu, r) == ["default", sg.name] for r in recs)
+    assert [g.name for g in net.security_groups()] == ["default", sg.name]
+
+
+async def test_group_goes_when_the_clusters_last_worker_is_deleted(emu, prov, tmp_path):
+    w1, w2 = await prov.request_worker(spec(1)), await prov.request_worker(spec(2))
+    bob = await prov.request_worker(spec(1, owner="bob"))
+    net = neutron(emu, tmp_path)
+    await prov.delete_worker(w1)
+    assert group_of(net, "spark-openstack-hub1.hub1-alice")   # w2 still has it
+    await prov.delete_worker(w2)
+    assert [g.name for g in net.security_groups()] == ["default", "spark-openstack-hub1.hub1-bob"]
+    assert [c.status for c in emu.calls(kind="security_groups") if c.method == "DELETE"] == [204]
+    await prov.delete_worker(w2)   # idempotent, nothing left to delete
+    # a hub restart later: the next worker of alice gets a fresh group
+    w3 = await prov.request_worker(spec(3))
+    assert server_groups(emu, w3) == ["default", "spark-openstack-hub1.hub1-alice"]
+    await asyncio.gather(prov.delete_worker(w3), prov.delete_worker(bob))
+    assert [g.name for g in net.security_groups()] == ["default"]
+
+
+async def test_group_in_use_is_left_for_later_then_removed_as_an_orphan(emu, prov, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    rec = await prov.request_worker(spec(1))
+    name = "spark-openstack-hub1.hub1-alice"
+    net = neutron(emu, tmp_path)
+    sg = group_of(net, name)
+    # something else (an admin's VM, not of this hub) uses the group too
+    conn = net._connection
+    other = conn.compute.create_server(
+        name="admin-vm", flavor_id=conn.compute.find_flavor("m1.small").id,
+        image_id=conn.image.find_image("ubuntu-24.04").id,
+        networks=[{"uuid": conn.network.find_network("private").id}],
+        security_groups=[{"name": sg.id}])
+    await prov.delete_worker(rec)   # no error: the group is left for later
+    assert group_of(net, name).id == sg.id
+    assert 409 in [c.status for c in emu.calls(kind="security_groups") if c.method == "DELETE"]
+    assert "still in use (HTTP 409)" in caplog.text
+    orphans = await prov.list_orphan_security_groups(hub_id="hub1")
+    assert [(o["name"], o["cluster_id"], o["id"]) for o in orphans] == [(name, "hub1-alice", sg.id)]
+    assert await prov.list_orphan_security_groups(hub_id="hub2") == []
+    assert await prov.delete_orphan_security_groups(hub_id="hub1") == []   # still in use
+    assert await prov.delete_orphan_security_groups(hub_id="hub1", min_age=3600) == []
+    conn.compute.delete_server(other)
+    conn.compute.wait_for_delete(other, interval=0.05, wait=10)
+    assert await prov.delete_orphan_security_groups(hub_id="hub1") == [name]
+    assert [g.name for g in net.security_groups()] == ["default"]
+
+
+async def test_orphan_groups_of_clusters_with_servers_are_kept(emu, prov, tmp_path):
+    await prov.request_worker(spec(1))
+    p2 = OpenStackProvisioner(provisioner_config(emu, tmp_path / "clouds.yaml"))
+    try:   # another process of the hub (the reconciler after a restart) sees a server there
+        assert await p2.list_orphan_security_groups(hub_id="hub1") == []
+        assert await p2.delete_orphan_security_groups(hub_id="hub1") == []
+    finally:
+        await p2.close()
+    assert group_of(neutron(emu, tmp_path), "spark-openstack-hub1.hub1-alice")
+
+
+async def test_restarted_hub_adopts_the_group_and_restores_its_rules(emu, tmp_path):
+    p1 = OpenStackProvisioner(provisioner_config(emu, tmp_path / "clouds.yaml"))
+    try:
+        await p1.request_worker(spec(1))
+    finally:
+        await p1.close()
+    net = neutron(emu, tmp_path)
+    sg = group_of(net, "spark-openstack-hub1.hub1-alice")
+    hub_rule = next(r for r in net.security_group_rules(security_group_id=sg.id) if r.remote_ip_prefix)
+    net.delete_security_group_rule(hub_rule)
+    net.create_security_group_rule(security_group_id=sg.id, direction="ingress", ether_type="IPv4",
+                                   protocol="tcp", port_range_min=22, port_range_max=22,
+                                   remote_ip_prefix="0.0.0.0/0")
+    emu.clear_calls()
+    p2 = OpenStackProvisioner(provisioner_config(emu, tmp_path / "clouds.yaml"))
+    try:
+        rec = await p2.request_worker(spec(2))
+    finally:
+        await p2.close()
+    assert group_posts(emu) == []   # adopted, not duplicated
+    assert server_groups(emu, rec) == ["default", sg.name]
+    assert ingress(net, sg) == sorted([("tcp", 1024, 65535, "IPv4", sg.id, None),
+                                       ("tcp", 1024, 65535, "IPv4", None, "10.0.0.0/24")], key=repr)
+
+
+async def test_hub_cidr_defaults_to_the_master_host(emu, tmp_path):
+    cfg = provisioner_config(emu, tmp_path / "clouds.yaml", hub_cidr=None, master_host="10.0.0.5")
+    assert OpenStackProvisioner.validate_config(cfg)["hub_cidr"] == "10.0.0.5/32"
+    p = OpenStackProvisioner(cfg)
+    try:
+        await p.request_worker(spec(1, master_url="spark://10.0.0.5:7077"))
+    finally:
+        await p.close()
+    net = neutron(emu, tmp_path)
+    sg = group_of(net, "spark-openstack-hub1.hub1-alice")
+    assert [r[5] for r in ingress(net, sg) if r[5]] == ["10.0.0.5/32"]
+
+
+async def test_no_hub_address_means_no_group_and_a_warning(emu, tmp_path, caplog):
+    caplog.set_level(logging.WARNING)
+    cfg = provisioner_config(emu, tmp_path / "clouds.yaml", hub_cidr=None, master_host="hub.example.org")
+    p = OpenStackProvisioner(cfg)
+    try:
+        rec = await p.request_worker(spec(1, master_url="spark://hub.example.org:7077"))
+    finally:
+        await p.close()
+    assert "workers of different users are not isolated" in caplog.text
+    assert server_groups(emu, rec) == ["default"] and group_posts(emu) == []
+
+
+async def test_a_cluster_id_that_could_collide_is_refused(emu, prov):
+    with pytest.raises(ValidationError) as ei:
+        await prov.request_worker(spec(1, cluster_id="hub1.alice"))
+    assert ei.value.field == "cluster_id"
+    assert emu.servers() == [] and group_posts(emu) == []
+
+
+def test_group_names_are_one_hub_and_cluster_s_only():
+    from jupyter_spark_openstack.core.provisioners.openstack import (
+        parse_security_group_name,
+        security_group_name,
+    )
+
+    pairs = [("a", "b-c"), ("a-b", "c"), ("a.b", "c"), ("a", "b--c"), ("a--b", "c"),
+             ("hub1", "hub1-alice"), ("hub1", "hub1-alice--x"), ("hub1", "hub1-alice-2dx")]
+    names = [security_group_name(h, c) for h, c in pairs]
+    assert len(set(names)) == len(pairs)
+    assert [parse_security_group_name(n) for n in names] == pairs
+    assert parse_security_group_name("spark-openstack-hub1") is None   # the old per-hub group
+    assert parse_security_group_name("default") is None
+
+
+def test_openstack_workers_are_remote():
+    from jupyter_spark_openstack.core.provisioners.base import Provisioner
+
+    assert OpenStackProvisioner.remote_workers is True
+    assert Provisioner.remote_workers is False
+
+
+# ---- spark_conf: into the worker's properties file ----------------------------------------------
+async def test_spark_conf_is_in_the_workers_properties_file(emu, prov):
+    conf = {"spark.network.crypto.enabled": "true", "spark.ui.killEnabled": "false",
+            "spark.master.ui.decommission.allow.mode": "DENY",
+            "spark.executorEnv.NOTE": r"C:\tmp #1 = ok"}
+    rec = await prov.request_worker(spec(1, spark_conf=conf))
+    ud = {s["id"]: s["user_data"] for s in emu.servers()}[rec.id]
+    files = {f["path"]: f["content"] for f in yaml.safe_load(ud)["write_files"]}
+    lines = files[cc.PROPERTIES_FILE].splitlines()
+    assert "spark.network.crypto.enabled=true" in lines
+    assert "spark.master.ui.decommission.allow.mode=DENY" in lines
+    assert r"spark.executorEnv.NOTE=C:\\tmp #1 = ok" in lines
+    boot = cc.read_worker_boot(ud)   # what the VM's cloud-init reads
+    assert {k: boot.properties[k] for k in conf} == conf
+    assert boot.properties["spark.authenticate"] == "true"
+
+
+@pytest.mark.parametrize("conf, field", [
+    ({"hadoop.fs.defaultFS": "x"}, "spark_conf"),
+    ({"spark.a\nspark.b": "x"}, "spark_conf"),
+    ({"spark.ui.killEnabled": "false\nspark.ui.killEnabled=true"}, "spark_conf.spark.ui.killEnabled"),
+])
+async def test_bad_spark_conf_is_refused_before_anything_is_created(emu, prov, conf, field):
+    with pytest.raises(ValidationError) as ei:
+        await prov.request_worker(spec(1, spark_conf=conf))
+    assert ei.value.field == field
+    assert emu.servers() == [] and group_posts(emu) == []
+
+
+async def test_a_request_cancelled_before_its_server_exists_leaves_no_group(emu, tmp_path):
+    p = OpenStackProvisioner(provisioner_config(emu, tmp_path / "clouds.yaml", retry_backoff=2.0))
+    try:
+        emu.add_fault(action="error", kind="servers.create", status=503, count=5)
+        task = asyncio.create_task(p.request_worker(spec(1)))
+        for _ in range(200):   # the first create failed; the request now waits to retry
+            if emu.calls(kind="servers.create"):
+                break
+            await asyncio.sleep(0.02)
+        assert group_of(neutron(emu, tmp_path), "spark-openstack-hub1.hub1-alice")
+        task.cancel()   # a stop during the spawn
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        await p.close()   # waits for the release in the background
+    assert emu.servers() == []
+    assert [g.name for g in neutron(emu, tmp_path).security_groups()] == ["default"]
+
+
+async def test_cluster_ids_of_named_servers_get_their_own_group(emu, prov, tmp_path):
+    # core/naming.py keys: "alice" + server "x" -> "alice--x"; user "alice-x" -> "alice-2dx"
+    a = await prov.request_worker(spec(1, cluster_id="hub1-alice--x", name="hub1-alice--x-w1"))
+    b = await prov.request_worker(spec(1, cluster_id="hub1-alice-2dx", name="hub1-alice-2dx-w1"))
+    assert server_groups(emu, a) == ["default", "spark-openstack-hub1.hub1-alice--x"]
+    assert server_groups(emu, b) == ["default", "spark-openstack-hub1.hub1-alice-2dx"]
+    await prov.delete_worker(a)
+    assert [g.name for g in neutron(emu, tmp_path).security_groups()] == \
+        ["default", "spark-openstack-hub1.hub1-alice-2dx"]

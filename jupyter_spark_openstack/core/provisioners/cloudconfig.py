@@ -8,7 +8,13 @@ is pasted into a string template. What it does on the VM:
   ``/etc/hosts`` and writes ``SPARK_LOCAL_IP`` for the unit (the seed's /etc/hosts fix: without
   it the worker resolves its own name to 127.0.1.1 and the master cannot reach it back);
 * writes the env file ``/etc/spark-openstack/worker.env`` (0600: master URL, cores, memory,
-  ports, Spark secret) and a properties file turning on ``spark.authenticate``;
+  ports, Spark secret) and the worker's properties file ``/etc/spark-openstack/worker.properties``:
+  ``spark.authenticate``, the block manager port, ``spark.ui.killEnabled=false`` (the worker's
+  web UI cannot kill anything), then every property of ``spark_conf`` (what the cluster
+  lifecycle wants each worker to run with, e.g. ``spark.network.crypto.enabled=true``; they win
+  over the ones before). Keys must be ``spark.*`` property names and values one line without
+  control characters (:func:`parse_worker_spark_conf`); values are escaped as Java properties
+  files need (:func:`properties_text`), so the file always means exactly those values;
 * writes the systemd unit ``spark-openstack-worker.service`` running the Spark worker with those
   values, enabled so it comes back after a reboot;
 * install modes: ``preinstalled`` (Java and Spark already in the image at configured paths:
@@ -27,7 +33,9 @@ emulation: it parses user-data and checks it has what a worker needs.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import yaml
 
@@ -95,6 +103,18 @@ systemctl enable --now {UNIT_NAME}
 
 
 _ENV_VALUE_RE = re.compile(r"[A-Za-z0-9_.:+/=@%,?~-]*")
+
+#: a Spark property name: ``spark.`` then parts of letters, digits, ``_`` and ``-`` joined by dots
+_PROP_KEY_RE = re.compile(r"spark(?:\.[A-Za-z0-9_-]+)+")
+_PROP_KEY_ALLOWED = ("a Spark property name: 'spark.' then parts of letters, digits, '_' and '-' "
+                     "separated by single dots, at most 255 characters")
+_PROP_VALUE_MAX = 4096
+_PROP_VALUE_ALLOWED = (f"one line of text without control characters, at most {_PROP_VALUE_MAX} "
+                       "characters")
+#: values of keys like these are not repeated in error messages (Spark's redaction rule)
+_SECRET_KEY_RE = re.compile(r"secret|password|token|access[.]key|credential", re.IGNORECASE)
+#: what every worker VM runs with before ``spark_conf`` (which wins)
+WORKER_DEFAULT_PROPERTIES = {"spark.ui.killEnabled": "false"}
 
 
 class CloudConfigError(ValueError):
@@ -165,6 +185,8 @@ class WorkerBoot:
     install_mode: str
     spark_url: str | None = None
     spark_sha512: str | None = None
+    #: the worker's properties file, read back (unescaped)
+    properties: dict[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return (f"WorkerBoot(hostname={self.hostname!r}, master_url={self.master_url!r}, "
@@ -179,6 +201,104 @@ def _env_text(values: dict[str, str]) -> str:
                                   "letters, digits and _ . : + / = @ % , ? ~ - only")
         lines.append(f"{k}={v}")
     return "\n".join(lines) + "\n"
+
+
+def _is_control(ch: str) -> bool:
+    # Cc: C0/C1 controls and DEL (tab, newline, NEL...); Zl/Zp: U+2028/U+2029 line breaks
+    return unicodedata.category(ch) in ("Cc", "Zl", "Zp")
+
+
+def parse_worker_spark_conf(value: object, field: str = "spark_conf") -> dict[str, str]:
+    """The Spark properties a worker must run with, checked: a mapping of ``spark.*`` property
+    names to one-line values without control characters (booleans and numbers are turned into
+    Spark's text). Raises :class:`ValidationError` naming ``field`` (a bad key) or
+    ``field.<key>`` (a bad value)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValidationError(field, value, "a mapping of Spark property names to values")
+    out: dict[str, str] = {}
+    for key, val in value.items():
+        if not isinstance(key, str) or len(key) > 255 or not _PROP_KEY_RE.fullmatch(key):
+            raise ValidationError(field, key, _PROP_KEY_ALLOWED)
+        if key == "spark.authenticate.secret":
+            raise ValidationError(field, key, "another property: the secret goes in the worker's "
+                                  "0600 env file, never in its world-readable properties file")
+        if isinstance(val, bool):
+            val = "true" if val else "false"
+        elif isinstance(val, int | float):
+            val = str(val)
+        if not isinstance(val, str) or len(val) > _PROP_VALUE_MAX or any(_is_control(c) for c in val):
+            shown = "<hidden>" if _SECRET_KEY_RE.search(key) and isinstance(val, str) else val
+            raise ValidationError(f"{field}.{key}", shown, _PROP_VALUE_ALLOWED)
+        out[key] = val
+    return out
+
+
+def _escape_property_value(value: str) -> str:
+    r"""A value as a Java properties file needs it: ``\\`` for a backslash, ``\ `` for a
+    leading space (which the loader would drop), ``\uXXXX`` (UTF-16) for every character
+    outside printable ASCII, so no control character is ever written raw. ``=``, ``:``, ``#``
+    and ``!`` mean themselves after the separator and are kept as they are."""
+    out = []
+    for i, ch in enumerate(value):
+        o = ord(ch)
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == " " and i == 0:
+            out.append("\\ ")
+        elif 0x20 <= o < 0x7F:
+            out.append(ch)
+        else:
+            units = ch.encode("utf-16-be", "surrogatepass")
+            out.extend(f"\\u{int.from_bytes(units[j:j + 2], 'big'):04x}"
+                       for j in range(0, len(units), 2))
+    return "".join(out)
+
+
+def properties_text(props: Mapping[str, str]) -> str:
+    """``key=value`` lines of a Java properties file, keys and values checked
+    (:func:`parse_worker_spark_conf`) and values escaped."""
+    checked = parse_worker_spark_conf(props, "properties")
+    return "".join(f"{k}={_escape_property_value(v)}\n" for k, v in checked.items())
+
+
+def parse_properties(text: str) -> dict[str, str]:
+    """The reverse of :func:`properties_text` (the subset of the Java format it writes):
+    ``key=value`` lines, ``#``/``!`` comments, backslash escapes. Raises CloudConfigError."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        stripped = line.lstrip(" \t\f")
+        if not stripped or stripped[0] in "#!":
+            continue
+        key, sep, raw = stripped.partition("=")
+        key = key.rstrip(" \t\f")
+        if not sep or not _PROP_KEY_RE.fullmatch(key):
+            raise CloudConfigError(f"malformed line in properties file: {line[:60]!r}")
+        raw = raw.lstrip(" \t\f")
+        units: list[str] = []
+        i = 0
+        while i < len(raw):
+            ch = raw[i]
+            if ch != "\\":
+                units.append(ch)
+                i += 1
+                continue
+            if i + 1 >= len(raw):
+                raise CloudConfigError(f"properties file: {key}: line continuations are not used here")
+            nxt = raw[i + 1]
+            if nxt == "u":
+                digits = raw[i + 2:i + 6]
+                if not re.fullmatch(r"[0-9A-Fa-f]{4}", digits):
+                    raise CloudConfigError(f"properties file: {key}: malformed \\uxxxx escape")
+                units.append(chr(int(digits, 16)))
+                i += 6
+                continue
+            units.append({"t": "\t", "n": "\n", "r": "\r", "f": "\f"}.get(nxt, nxt))
+            i += 2
+        value = "".join(units)
+        out[key] = value.encode("utf-16", "surrogatepass").decode("utf-16")
+    return out
 
 
 def parse_env_file(text: str) -> dict[str, str]:
@@ -238,8 +358,10 @@ def build_cloud_config(*, hostname: str, master_url: str, cores: int, memory: st
                        secret: str | None, install: InstallConfig,
                        worker_port: int = ports.WORKER_PORT,
                        webui_port: int = ports.WORKER_WEBUI_PORT,
-                       block_manager_port: int = ports.BLOCK_MANAGER_PORT) -> dict:
-    """The cloud-config as data. Every value is validated here (again) before use."""
+                       block_manager_port: int = ports.BLOCK_MANAGER_PORT,
+                       spark_conf: Mapping[str, str] | None = None) -> dict:
+    """The cloud-config as data. Every value is validated here (again) before use.
+    ``spark_conf``: Spark properties the worker runs with (on top of ours; they win)."""
     hostname = parse_os_name("hostname", hostname)
     if not all(c.isalnum() or c == "-" for c in hostname) or len(hostname) > 63:
         raise ValidationError("hostname", hostname, "letters, digits and '-' only, at most 63 characters")
@@ -259,13 +381,15 @@ def build_cloud_config(*, hostname: str, master_url: str, cores: int, memory: st
         env["_SPARK_AUTH_SECRET"] = parse_safe_token("secret", secret)
     props = {"spark.authenticate": "true" if secret else "false",
              "spark.blockManager.port": str(parse_positive_int("block_manager_port",
-                                                               block_manager_port, maximum=65535))}
+                                                               block_manager_port, maximum=65535)),
+             **WORKER_DEFAULT_PROPERTIES,
+             **parse_worker_spark_conf(spark_conf)}
     files = [
         {"path": HOSTS_SCRIPT, "permissions": "0755", "owner": "root:root",
          "content": _HOSTS_SCRIPT_TEXT},
         {"path": ENV_FILE, "permissions": "0600", "owner": "root:root", "content": _env_text(env)},
         {"path": PROPERTIES_FILE, "permissions": "0644", "owner": "root:root",
-         "content": "".join(f"{k}={v}\n" for k, v in props.items())},
+         "content": properties_text(props)},
         {"path": UNIT_FILE, "permissions": "0644", "owner": "root:root",
          "content": _unit_text(install)},
     ]
@@ -364,6 +488,7 @@ def read_worker_boot(user_data: str | bytes) -> WorkerBoot:
                                           maximum=65535),
             secret=env.get("_SPARK_AUTH_SECRET") or None,
             install_mode="download" if downloads else "preinstalled",
+            properties=parse_properties(by_path[PROPERTIES_FILE]["content"]),
         )
         if downloads:
             inst = parse_env_file((by_path.get(INSTALL_ENV_FILE) or {}).get("content") or "")

@@ -7,21 +7,40 @@
   exponential backoff and jitter (``retries``, ``retry_backoff``); others fail at once with
   the cloud's own message. A create that failed transiently may still have created the server
   (a timeout after Nova accepted it): before retrying, the provisioner looks for a server
-  carrying this request's nonce and adopts it instead of creating a second one.
+  carrying this request's nonce (a security group: by its name) and adopts it instead of
+  creating a second one.
 * :meth:`check_capacity` reads Nova's limits before anything is created and refuses with the
   numbers ("needs 16 vCPUs, 6 left in project quota").
 * :meth:`request_worker` returns the record as soon as Nova returns the server id (before
   boot); a server in ERROR is reported ``failed`` with Nova's fault message.
-* :meth:`delete_worker` deletes and waits until the server answers 404.
+* :meth:`delete_worker` deletes and waits until the server answers 404 (then the cluster's
+  security group goes if that was its last server, see below).
+* ``remote_workers`` is True: the workers are other machines, so the lifecycle asks for
+  encrypted Spark traffic; the Spark properties it gives (``WorkerSpec.spark_conf``) are
+  checked before anything is created and written into each worker's properties file.
 * Servers carry the tag ``spark-openstack-hub-<hub_id>`` and metadata naming the hub, user,
   server name, cluster and worker, so :meth:`list_workers` (and the reconciler) find them after
   a hub restart.
-* Firewall: with ``hub_cidr`` set (and ``manage_security_group`` true, the default) a security
-  group ``spark-openstack-<hub_id>`` is ensured that opens TCP 1024-65535 to the hub's network
-  and to the workers of the group only (Spark's worker, block manager and executor ports); no
-  other ingress.
+* Firewall, one security group per user cluster (``manage_security_group``, default true; it
+  needs ``hub_cidr``, or an IP address as ``master_host``, which then means ``<ip>/32``). The
+  first :meth:`request_worker` of a cluster finds or creates the group
+  ``spark-openstack-<hub_id>.<cluster_id>`` (:func:`security_group_name`; a cluster id is
+  ``[a-z0-9-]`` only, never a ``.``, so the name is one (hub, cluster) pair's only; the
+  description names the cluster, the user and the hub), under a per-cluster lock: parallel requests of one cluster make one
+  group, and a restarted hub adopts the group it finds. Its ingress rules are exactly two, TCP
+  1024-65535 (Spark's worker, block manager and the executors' random ports) from (a) the group
+  itself, i.e. the workers of this cluster only, and (b) the hub's ``hub_cidr``; any other
+  ingress rule found in it is deleted. Workers of two clusters cannot reach each other, unless
+  an extra group of ``security_groups`` lets them (groups add up: OpenStack's stock ``default``
+  group lets every server of the project in). :meth:`delete_worker` deletes the group once the
+  cluster's last server is gone (a group still in use, HTTP 409, is left for later, never an
+  error); :meth:`list_orphan_security_groups` / :meth:`delete_orphan_security_groups` find and
+  remove the groups of a hub whose cluster has no server left (for the reconciler).
 
 User-data comes from :mod:`.cloudconfig` and never holds OpenStack credentials or a hub token.
+The reconciler does not call the orphan-group sweep by itself yet: a hub that wants it calls
+``await provisioner.delete_orphan_security_groups(hub_id=...)`` next to each round (it
+re-checks each group under its cluster's lock, so a request in flight keeps its group).
 
 Example (``jupyterhub_config.py``)::
 
@@ -48,6 +67,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import random
 import re
@@ -67,7 +87,7 @@ from ..models import (
     parse_positive_int,
 )
 from .base import Provisioner, WorkerRecord, WorkerSpec, WorkerStatus
-from .cloudconfig import InstallConfig, render_user_data
+from .cloudconfig import InstallConfig, parse_worker_spark_conf, render_user_data
 
 # Imported here, once, when the provisioner class is loaded: importing openstacksdk lazily in
 # the API threads while a hub serves requests starves its event loop for ~0.5 s.
@@ -87,6 +107,14 @@ MD_REQUEST = "spark_openstack_request"
 
 _HOSTNAME_RE = re.compile(r"[^a-z0-9-]+")
 
+SG_PREFIX = "spark-openstack-"
+SG_SEPARATOR = "."
+SG_DESCRIPTION_PREFIX = "jupyter-spark-openstack: "
+#: Spark's worker port, block manager port and the executors' random ports
+SG_PORT_MIN, SG_PORT_MAX = 1024, 65535
+#: what cluster ids are made of (:mod:`..naming`): never the separator
+_CLUSTER_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]*")
+
 CONFIG_KEYS = {
     "cloud": "name of a cloud in clouds.yaml (omit to use the OS_* environment variables)",
     "clouds_yaml": "path of a clouds.yaml file (default: openstacksdk's search path)",
@@ -100,8 +128,9 @@ CONFIG_KEYS = {
     "availability_zone": "availability zone (optional)",
     "install": "{mode: preinstalled, spark_home, java_home} or {mode: download, spark_url, spark_sha512}",
     "master_host": "the hub-side address worker VMs reach the Spark master at",
-    "hub_cidr": "CIDR of the hub's network, allowed to reach the workers' Spark ports",
-    "manage_security_group": "create/maintain the per-hub worker security group (default true)",
+    "hub_cidr": "CIDR of the hub's network, allowed to reach the workers' Spark ports "
+                "(default: master_host/32 when master_host is an IP address)",
+    "manage_security_group": "create/maintain a security group per user cluster (default true)",
     "api_timeout": "seconds before one API call times out (default 30)",
     "max_api_concurrency": "SDK calls running at once (default 4: more threads of openstacksdk "
                            "compete with the hub's event loop for the GIL)",
@@ -115,6 +144,29 @@ CONFIG_KEYS = {
 
 def _tag(hub_id: str) -> str:
     return (TAG_PREFIX + hub_id)[:60]
+
+
+def security_group_name(hub_id: str, cluster_id: str) -> str:
+    """``spark-openstack-<hub_id>.<cluster_id>``. Injective: a cluster id (validated here) is
+    ``[a-z0-9-]`` only, so the last ``.`` splits the name back into the pair."""
+    if not isinstance(cluster_id, str) or not _CLUSTER_ID_RE.fullmatch(cluster_id):
+        raise ValidationError("cluster_id", cluster_id, "lower-case letters, digits and '-', "
+                              "starting with a letter or digit")
+    name = f"{SG_PREFIX}{hub_id}{SG_SEPARATOR}{cluster_id}"
+    if not hub_id or len(name) > 255:
+        raise ValidationError("hub_id", hub_id, f"1 to {255 - len(SG_PREFIX + SG_SEPARATOR + cluster_id)} "
+                              "characters (the security group's name holds it)")
+    return name
+
+
+def parse_security_group_name(name: str) -> tuple[str, str] | None:
+    """``(hub_id, cluster_id)`` of a name made by :func:`security_group_name`, else None."""
+    if not isinstance(name, str) or not name.startswith(SG_PREFIX):
+        return None
+    hub_id, sep, cluster_id = name[len(SG_PREFIX):].rpartition(SG_SEPARATOR)
+    if not sep or not hub_id or not _CLUSTER_ID_RE.fullmatch(cluster_id):
+        return None
+    return hub_id, cluster_id
 
 
 def _hostname(name: str) -> str:
@@ -186,11 +238,18 @@ def _is_not_found(exc: BaseException) -> bool:
     return isinstance(exc, osx.NotFoundException)
 
 
+def _is_conflict(exc: BaseException) -> bool:
+    from openstack import exceptions as osx  # noqa: PLC0415
+
+    return isinstance(exc, osx.ConflictException)
+
+
 class OpenStackProvisioner(Provisioner):
     """Spark workers as OpenStack servers (see the module docstring)."""
 
     name = "openstack"
     default_boot_timeout = 600.0
+    remote_workers = True   # VMs: Spark traffic crosses the network (encrypted, see base.py)
 
     def __init__(self, config: dict | None = None, *, log=None):
         super().__init__(config, log=log)
@@ -205,9 +264,22 @@ class OpenStackProvisioner(Provisioner):
         self._resolved: dict[str, Any] | None = None
         self._resolve_lock = asyncio.Lock()
         self._flavors: dict[str, Any] = {}
-        self._sg_by_hub: dict[str, str] = {}
-        self._sg_lock = asyncio.Lock()
+        # per (hub_id, cluster_id): the group's id once ensured, a lock (with its user count,
+        # so it goes when unused) and the requests between "group ensured" and "create done"
+        self._sg: dict[tuple[str, str], str] = {}
+        self._sg_locks: dict[tuple[str, str], list] = {}
+        self._sg_inflight: dict[tuple[str, str], int] = {}
+        self._bg: set[asyncio.Task] = set()
         self._closed = False
+        if config is not None and config.get("manage_security_group", True) is not False \
+                and not c["manage_security_group"]:
+            self.log.warning("OpenStack: no per-cluster security group (set hub_cidr, or an IP "
+                             "address as master_host): workers of different users are not "
+                             "isolated from each other by this provisioner")
+        if c["manage_security_group"] and "default" in c["security_groups"]:
+            self.log.warning("OpenStack: security_groups includes 'default'; its stock rules let "
+                             "every server of the project reach the workers, whatever the "
+                             "per-cluster group allows")
 
     # ---- configuration ------------------------------------------------------------------
     @classmethod
@@ -255,6 +327,15 @@ class OpenStackProvisioner(Provisioner):
         else:
             out["master_host"] = None
         out["hub_cidr"] = parse_cidr("openstack.hub_cidr", c["hub_cidr"]) if c.get("hub_cidr") else None
+        if out["hub_cidr"] is None and out["master_host"]:
+            import ipaddress  # noqa: PLC0415
+
+            try:
+                ip = ipaddress.ip_address(out["master_host"])
+            except ValueError:
+                pass   # a host name: no CIDR to derive
+            else:
+                out["hub_cidr"] = f"{ip}/{ip.max_prefixlen}"
         msg = c.get("manage_security_group", True)
         if not isinstance(msg, bool):
             raise ValidationError("openstack.manage_security_group", msg, "true or false")
@@ -294,9 +375,9 @@ class OpenStackProvisioner(Provisioner):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
 
-    async def _call(self, what: str, fn, *args, not_found=None, **kwargs):
+    async def _call(self, what: str, fn, *args, not_found=None, conflict=None, **kwargs):
         """Run ``fn`` in the pool; retry transient errors with backoff; raise ProvisionerError.
-        ``not_found``: value returned on 404 instead of raising."""
+        ``not_found``/``conflict``: value returned on 404/409 instead of raising."""
         c = self.config
         attempt = 0
         while True:
@@ -307,6 +388,8 @@ class OpenStackProvisioner(Provisioner):
             except Exception as e:  # noqa: BLE001
                 if not_found is not None and _is_not_found(e):
                     return not_found
+                if conflict is not None and _is_conflict(e):
+                    return conflict
                 transient, msg = classify(e)
                 if not transient or attempt >= c["retries"]:
                     suffix = f" (after {attempt + 1} attempts)" if transient else ""
@@ -375,34 +458,182 @@ class OpenStackProvisioner(Provisioner):
             self._flavors[name] = obj
         return self._flavors[name]
 
-    async def _ensure_security_group(self, hub_id: str) -> str | None:
+    # ---- the per-cluster security group ----------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def _cluster_lock(self, key: tuple[str, str]):
+        """One asyncio lock per cluster; forgotten when nobody holds or waits for it."""
+        entry = self._sg_locks.get(key)
+        if entry is None:
+            entry = self._sg_locks[key] = [asyncio.Lock(), 0]
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0 and self._sg_locks.get(key) is entry:
+                del self._sg_locks[key]
+
+    def _wanted_rules(self, sg_id: str) -> list[dict]:
+        """The group's only ingress: Spark's ports from its own members and from the hub."""
+        import ipaddress  # noqa: PLC0415
+
+        cidr = self.config["hub_cidr"]
+        tcp = {"direction": "ingress", "protocol": "tcp",
+               "port_range_min": SG_PORT_MIN, "port_range_max": SG_PORT_MAX}
+        return [dict(tcp, ether_type="IPv4", remote_group_id=sg_id, remote_ip_prefix=None),
+                dict(tcp, ether_type=f"IPv{ipaddress.ip_network(cidr).version}",
+                     remote_group_id=None, remote_ip_prefix=cidr)]
+
+    @staticmethod
+    def _rule_is(rule, wanted: dict) -> bool:
+        return all(getattr(rule, k, None) == v for k, v in wanted.items())
+
+    async def _groups_named(self, name: str) -> list:
+        groups = await self._call(f"looking up security group {name!r}", lambda: list(
+            self._connection().network.security_groups(name=name)))
+        return sorted((g for g in groups if g.name == name), key=lambda g: (g.created_at or "", g.id))
+
+    async def _ensure_security_group(self, spec: WorkerSpec) -> str:
+        """The id of ``spec``'s cluster group: cached, else found (a restarted hub adopts it),
+        else created; its ingress rules made exactly :meth:`_wanted_rules`. Call it holding
+        the cluster's lock."""
+        key = (spec.hub_id, spec.cluster_id)
+        if key in self._sg:
+            return self._sg[key]
+        name = security_group_name(spec.hub_id, spec.cluster_id)
+        groups = await self._groups_named(name)
+        if groups:
+            sg = groups[0]
+            for extra in groups[1:]:   # a create retried after an answer was lost elsewhere
+                self.log.warning("OpenStack: deleting duplicate security group %s (%s)", name, extra.id)
+                try:
+                    await self._call(f"deleting duplicate security group {name}",
+                                     self._sdk("network", "delete_security_group"), extra.id,
+                                     ignore_missing=True, conflict=False)
+                except ProvisionerError as e:
+                    self.log.warning("OpenStack: %s", e)
+        else:
+            desc = (f"{SG_DESCRIPTION_PREFIX}Spark workers of cluster {spec.cluster_id} of user "
+                    f"{spec.owner} (hub {spec.hub_id}): TCP {SG_PORT_MIN}-{SG_PORT_MAX} open to "
+                    f"the cluster's own workers and to {self.config['hub_cidr']} only")[:255]
+
+            async def adopt():
+                found = await self._groups_named(name)
+                return found[0] if found else None
+
+            sg = await self._create_or_adopt(
+                f"security group {name}",
+                functools.partial(self._sdk("network", "create_security_group"),
+                                  name=name, description=desc), adopt)
+            self.log.info("OpenStack: created security group %s (%s) for user %s", name, sg.id,
+                          spec.owner)
+        rules = await self._call(f"listing the rules of security group {name}", lambda: list(
+            self._connection().network.security_group_rules(security_group_id=sg.id)))
+        wanted = self._wanted_rules(sg.id)
+        for r in rules:
+            if r.direction == "ingress" and not any(self._rule_is(r, w) for w in wanted):
+                self.log.warning("OpenStack: removing unexpected ingress rule %s from security "
+                                 "group %s", r.id, name)
+                await self._call(f"removing a rule of security group {name}",
+                                 self._sdk("network", "delete_security_group_rule"), r.id,
+                                 ignore_missing=True)
+        for w in wanted:
+            if not any(self._rule_is(r, w) for r in rules):
+                # 409 "rule exists": a retried create whose first answer was lost
+                await self._call(f"adding a rule to security group {name}",
+                                 self._sdk("network", "create_security_group_rule"),
+                                 security_group_id=sg.id, conflict=True, **w)
+        self._sg[key] = sg.id
+        return sg.id
+
+    async def _cluster_has_servers(self, hub_id: str, cluster_id: str) -> bool:
+        servers = await self._call("listing servers", lambda: list(
+            self._compute().servers(details=True, tags=_tag(hub_id))))
+        return any((s.metadata or {}).get(MD_HUB) == hub_id
+                   and (s.metadata or {}).get(MD_CLUSTER) == cluster_id
+                   and (s.status or "").upper() not in ("DELETED", "SOFT_DELETED") for s in servers)
+
+    async def _release_security_group(self, hub_id: str, cluster_id: str, *,
+                                      attempts: int = 3) -> bool:
+        """Delete the cluster's group if no server of the cluster is left and no request of it
+        is in flight here. Never raises: False means it is still there (servers left, still in
+        use: 409, or the API failed), to be tried again later."""
         if not self.config["manage_security_group"]:
-            return None
-        async with self._sg_lock:
-            if hub_id in self._sg_by_hub:
-                return self._sg_by_hub[hub_id]
-            name = f"spark-openstack-{hub_id}"[:255]
-            sg = await self._call(f"looking up security group {name!r}", self._sdk("network", "find_security_group"),
-                                  name, ignore_missing=True)
-            if sg is None:
-                sg = await self._call(f"creating security group {name!r}", self._sdk("network", "create_security_group"),
-                                      name=name, description="Spark workers of jupyter-spark-openstack: "
-                                      "Spark ports open to the hub network and to each other only")
-                self.log.info("OpenStack: created security group %s (%s)", name, sg.id)
-            existing = await self._call("listing security group rules",
-                                        lambda: list(self._connection().network.security_group_rules(security_group_id=sg.id)))
-            wanted = [{"remote_ip_prefix": self.config["hub_cidr"], "remote_group_id": None},
-                      {"remote_ip_prefix": None, "remote_group_id": sg.id}]
-            for w in wanted:
-                if any(r.direction == "ingress" and r.protocol == "tcp" and r.port_range_min == 1024
-                       and r.port_range_max == 65535 and r.remote_ip_prefix == w["remote_ip_prefix"]
-                       and r.remote_group_id == w["remote_group_id"] for r in existing):
-                    continue
-                await self._call("adding a security group rule", self._sdk("network", "create_security_group_rule"),
-                                 security_group_id=sg.id, direction="ingress", ethertype="IPv4",
-                                 protocol="tcp", port_range_min=1024, port_range_max=65535, **w)
-            self._sg_by_hub[hub_id] = name
-            return name
+            return True
+        try:
+            name = security_group_name(hub_id, cluster_id)
+        except ValidationError:
+            return True   # not a cluster of ours: it never had a group
+        key = (hub_id, cluster_id)
+        async with self._cluster_lock(key):
+            if self._sg_inflight.get(key):
+                return False
+            try:
+                if await self._cluster_has_servers(hub_id, cluster_id):
+                    return False
+                groups = await self._groups_named(name)
+                for attempt in range(attempts):
+                    left = []
+                    for g in groups:
+                        r = await self._call(f"deleting security group {name} ({g.id})",
+                                             self._sdk("network", "delete_security_group"), g.id,
+                                             ignore_missing=True, conflict=False)
+                        if r is False:
+                            left.append(g)
+                        else:
+                            self.log.info("OpenStack: deleted security group %s (%s)", name, g.id)
+                    if not left:
+                        self._sg.pop(key, None)
+                        return True
+                    groups = left
+                    if attempt + 1 < attempts:
+                        await asyncio.sleep(self.config["poll_interval"])
+                self.log.info("OpenStack: security group %s is still in use (HTTP 409); it will "
+                              "be deleted later", name)
+                return False
+            except ProvisionerError as e:
+                self.log.warning("OpenStack: could not delete security group %s (will retry "
+                                 "later): %s", name, e)
+                return False
+
+    async def list_orphan_security_groups(self, *, hub_id: str) -> list[dict]:
+        """The per-cluster groups of ``hub_id`` whose cluster has no server left (and no request
+        in flight in this process): ``[{"id", "name", "cluster_id", "created_at"}]``. A group is
+        this hub's when its name parses (:func:`parse_security_group_name`) to ``hub_id`` and
+        its description is ours. A backend error raises ProvisionerError (unknown)."""
+        groups = await self._call("listing security groups", lambda: list(
+            self._connection().network.security_groups()))
+        mine = []
+        for g in groups:
+            parsed = parse_security_group_name(g.name or "")
+            if parsed and parsed[0] == hub_id and (g.description or "").startswith(SG_DESCRIPTION_PREFIX):
+                mine.append((g, parsed[1]))
+        if not mine:
+            return []
+        servers = await self._call("listing servers", lambda: list(
+            self._compute().servers(details=True, tags=_tag(hub_id))))
+        used = {(s.metadata or {}).get(MD_CLUSTER) for s in servers
+                if (s.metadata or {}).get(MD_HUB) == hub_id}
+        return [{"id": g.id, "name": g.name, "cluster_id": cid, "created_at": _epoch(g.created_at)}
+                for g, cid in mine if cid not in used and not self._sg_inflight.get((hub_id, cid))]
+
+    async def delete_orphan_security_groups(self, *, hub_id: str, min_age: float = 0.0) -> list[str]:
+        """Delete what :meth:`list_orphan_security_groups` finds (older than ``min_age``
+        seconds); each is checked again under its cluster's lock first. Returns the names
+        deleted; one still in use (409) or failing is left for the next call. For the
+        reconciler, once per round: groups left by a hub that died between creating a group and
+        its first server, or by a deletion answered 409."""
+        now = time.time()
+        deleted = []
+        for o in await self.list_orphan_security_groups(hub_id=hub_id):
+            if min_age and o["created_at"] and now - o["created_at"] < min_age:
+                continue
+            if await self._release_security_group(hub_id, o["cluster_id"], attempts=1):
+                self.log.warning("OpenStack: deleted orphan security group %s of cluster %s",
+                                 o["name"], o["cluster_id"])
+                deleted.append(o["name"])
+        return deleted
 
     # ---- the interface ---------------------------------------------------------------------
     async def check_capacity(self, specs: list[WorkerSpec]) -> None:
@@ -434,7 +665,7 @@ class OpenStackProvisioner(Provisioner):
                        nonce: str) -> dict:
         user_data = render_user_data(hostname=_hostname(spec.name), master_url=spec.master_url,
                                      cores=spec.cores, memory=spec.memory, secret=spec.secret,
-                                     install=self.install)
+                                     install=self.install, spark_conf=spec.spark_conf)
         metadata = {MD_HUB: spec.hub_id, MD_OWNER: spec.owner, MD_SERVER: spec.server_name,
                     MD_CLUSTER: spec.cluster_id, MD_WORKER: spec.name, MD_REQUEST: nonce}
         metadata = {k: str(v)[:255] for k, v in metadata.items()}
@@ -483,41 +714,83 @@ class OpenStackProvisioner(Provisioner):
                                   f"the host of the Spark master the workers join ({spec.master_url}); "
                                   "set the spawner's master_host to the same address")
 
-    async def request_worker(self, spec: WorkerSpec) -> WorkerRecord:
-        self._check_master_reachable(spec)
-        flavor = await self._flavor(self.flavor_for(spec))
-        resolved = await self._resolve()
-        sg = await self._ensure_security_group(spec.hub_id)
-        nonce = uuid.uuid4().hex[:16]
-        # YAML rendering is pure-Python CPU work: keep it off the event loop too
-        kw = await self._run(self._create_kwargs, spec, flavor, resolved, sg, nonce)
+    async def _create_or_adopt(self, what: str, create, find):
+        """``create()`` in the pool, retrying transient errors; a create that failed
+        transiently may still have happened (a timeout after the cloud accepted it): before
+        each retry ``await find()`` looks for it and adopts it instead of creating another."""
         c = self.config
         attempt = 0
         while True:
             try:
-                server = await self._run(self._sdk("compute", "create_server"), **kw)
-                break
+                return await self._run(create)
             except Exception as e:  # noqa: BLE001
                 transient, msg = classify(e)
                 if not transient or attempt >= c["retries"]:
                     err = QuotaError if "quota exceeded" in msg.lower() else ProvisionerError
-                    raise err(f"OpenStack: creating server {spec.name} failed: {msg}",
+                    raise err(f"OpenStack: creating {what} failed: {msg}",
                               transient=transient) from None
-                # Nova may have accepted it before the error reached us: adopt, don't duplicate.
                 try:
-                    found = await self._find_request(spec, nonce)
+                    found = await find()
                 except ProvisionerError:
                     found = None
                 if found is not None:
-                    self.log.info("OpenStack: server %s (%s) was created despite %s; adopted",
-                                  spec.name, found.id, msg)
-                    server = found
-                    break
+                    self.log.info("OpenStack: %s (%s) was created despite %s; adopted",
+                                  what, found.id, msg)
+                    return found
                 delay = c["retry_backoff"] * (2 ** attempt) * (0.5 + random.random())
                 self.log.warning("OpenStack: creating %s: transient error (%s); retry %d/%d in %.1fs",
-                                 spec.name, msg, attempt + 1, c["retries"], delay)
+                                 what, msg, attempt + 1, c["retries"], delay)
                 attempt += 1
                 await asyncio.sleep(delay)
+
+    async def request_worker(self, spec: WorkerSpec) -> WorkerRecord:
+        self._check_master_reachable(spec)
+        parse_worker_spark_conf(spec.spark_conf)   # refused before anything is created
+        manage = self.config["manage_security_group"]
+        key = (spec.hub_id, spec.cluster_id)
+        if manage:
+            security_group_name(spec.hub_id, spec.cluster_id)   # a ValidationError comes first
+        flavor = await self._flavor(self.flavor_for(spec))
+        resolved = await self._resolve()
+        sg = None
+        if manage:
+            try:
+                async with self._cluster_lock(key):
+                    sg = await self._ensure_security_group(spec)
+                    # from here the group is this request's until Nova has (or refused) the server
+                    self._sg_inflight[key] = self._sg_inflight.get(key, 0) + 1
+            except Exception:   # e.g. created, but its rules could not be added
+                if not self._sg_inflight.get(key):
+                    await self._release_security_group(spec.hub_id, spec.cluster_id, attempts=1)
+                raise
+        nonce = uuid.uuid4().hex[:16]
+        try:
+            try:
+                # YAML rendering is pure-Python CPU work: keep it off the event loop too
+                kw = await self._run(self._create_kwargs, spec, flavor, resolved, sg, nonce)
+                server = await self._create_or_adopt(
+                    f"server {spec.name}", functools.partial(self._sdk("compute", "create_server"), **kw),
+                    functools.partial(self._find_request, spec, nonce))
+            finally:
+                if sg is not None:
+                    left = self._sg_inflight.get(key, 1) - 1
+                    if left:
+                        self._sg_inflight[key] = left
+                    else:
+                        self._sg_inflight.pop(key, None)
+        except Exception:
+            if sg is not None:
+                self._sg.pop(key, None)   # re-checked by the next request (deleted outside?)
+                if not self._sg_inflight.get(key):
+                    await self._release_security_group(spec.hub_id, spec.cluster_id, attempts=1)
+            raise
+        except asyncio.CancelledError:   # a stop during the spawn: release in the background
+            if sg is not None and not self._sg_inflight.get(key) and not self._closed:
+                task = asyncio.get_running_loop().create_task(
+                    self._release_security_group(spec.hub_id, spec.cluster_id, attempts=1))
+                self._bg.add(task)
+                task.add_done_callback(self._bg.discard)
+            raise
         rec = self._record(server, spec)
         rec.data["request"] = nonce
         rec.data["flavor"] = flavor.name
@@ -566,6 +839,9 @@ class OpenStackProvisioner(Provisioner):
             if server is False:
                 self.log.info("OpenStack: deleted server %s (%s) of user %s", record.name,
                               record.id, record.owner)
+                if record.hub_id and record.cluster_id:
+                    # the cluster's last server gone: its group goes too (never fails the stop)
+                    await self._release_security_group(record.hub_id, record.cluster_id)
                 return
             await asyncio.sleep(interval)
             interval = min(interval * 2, c["poll_interval"])
@@ -598,6 +874,8 @@ class OpenStackProvisioner(Provisioner):
         return (out or {}).get("output", "") if isinstance(out, dict) else str(out or "")
 
     async def close(self) -> None:
+        if self._bg:   # releases of cancelled requests: let them finish (each never raises)
+            await asyncio.wait(list(self._bg), timeout=self.config["api_timeout"])
         self._closed = True
         conn, self._conn = self._conn, None
         if conn is not None:

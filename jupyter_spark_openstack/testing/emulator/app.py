@@ -1,5 +1,7 @@
 """An OpenStack API emulator: Keystone v3, Nova v2.1 and the Glance v2 / Neutron v2.0 reads
-openstacksdk needs, over real HTTP on 127.0.0.1, with fault injection and a call log.
+openstacksdk needs, over real HTTP on 127.0.0.1, with fault injection and a call log. Neutron
+security groups and their rules can be created, listed, read and deleted (a group a server
+still uses answers 409, as Neutron does while the server's ports exist).
 
 Usage (Python)::
 
@@ -117,6 +119,7 @@ class VM:
     injected: list[str] = field(default_factory=list)
     deleting: bool = False
     boot: object = None
+    security_group_ids: list[str] = field(default_factory=list)   # what Neutron's ports hold
 
     def console_line(self, text: str) -> None:
         t = time.time() - self.created
@@ -1004,12 +1007,19 @@ class _Api(_Base):
         az = s.get("availability_zone") or "nova"
         if az not in emu.availability_zones:
             raise _nova_error(400, "The requested availability zone is not available")
-        sgs = []
+        sgs, sg_ids = [], []
         for g in s.get("security_groups") or [{"name": "default"}]:
             gname = g.get("name") if isinstance(g, dict) else None
-            if not any(x["name"] == gname or x["id"] == gname for x in emu.security_groups):
+            with emu._lock:   # like Nova: an id, else a name that must be unique
+                match = [x for x in emu.security_groups if x["id"] == gname] or \
+                    [x for x in emu.security_groups if x["name"] == gname]
+            if not match:
                 raise _nova_error(400, f"Security group {gname} not found for project {PROJECT_ID}.")
-            sgs.append(gname)
+            if len(match) > 1:
+                raise _nova_error(409, f"Multiple security groups found matching '{gname}'. "
+                                       "Use an ID to be more specific.")
+            sgs.append(match[0]["name"])
+            sg_ids.append(match[0]["id"])
         md = s.get("metadata") or {}
         if not isinstance(md, dict) or any(not isinstance(k, str) or not isinstance(v, str)
                                            or len(k) > 255 or len(v) > 255 for k, v in md.items()):
@@ -1055,7 +1065,8 @@ class _Api(_Base):
             vm = VM(id=str(uuid.uuid4()), name=name, flavor=flavor, image_id=image_ref,
                     networks=net_ids, key_name=key, security_groups=sgs, availability_zone=az,
                     metadata=dict(md), tags=list(tags), user_data=user_data, created=time.time(),
-                    boot_delay=emu.boot_delay, injected=[f.action for f in faults])
+                    boot_delay=emu.boot_delay, injected=[f.action for f in faults],
+                    security_group_ids=sg_ids)
             emu._vms[vm.id] = vm
         emu._spawn_task(emu._boot(vm, faults))
         return 202, {"server": {"id": vm.id, "links": emu._links("servers", vm.id),
@@ -1110,11 +1121,52 @@ class _Api(_Base):
                 "revision_number": 1}
 
     def _sg_view(self, g: dict) -> dict:
+        created = g.get("created_at", "2026-01-01T00:00:00Z")
         return {"id": g["id"], "name": g["name"], "description": g.get("description", ""),
                 "tenant_id": PROJECT_ID, "project_id": PROJECT_ID, "stateful": True,
                 "security_group_rules": [dict(r) for r in g["rules"]], "tags": [],
-                "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
-                "revision_number": 1}
+                "created_at": created, "updated_at": created, "revision_number": 1}
+
+    def _sg_rule_body(self, b: dict) -> dict:
+        """A rule as Neutron would store it, or Neutron's 400/404 (remote group, CIDR, ports)."""
+        import ipaddress  # noqa: PLC0415
+
+        emu = self.emu
+        keys = ("direction", "ethertype", "protocol", "port_range_min", "port_range_max",
+                "remote_ip_prefix", "remote_group_id")
+        r = {k: b.get(k) for k in keys}
+        r["ethertype"] = r["ethertype"] or "IPv4"
+        if r["direction"] not in ("ingress", "egress"):
+            raise _neutron_error(400, "HTTPBadRequest", f"Invalid input for direction. Reason: "
+                                 f"{r['direction']!r} is not in ['ingress', 'egress'].")
+        if r["ethertype"] not in ("IPv4", "IPv6"):
+            raise _neutron_error(400, "HTTPBadRequest", f"Invalid input for ethertype. Reason: "
+                                 f"{r['ethertype']!r} is not in ['IPv4', 'IPv6'].")
+        if r["remote_ip_prefix"] is not None and r["remote_group_id"] is not None:
+            raise _neutron_error(400, "SecurityGroupRemoteGroupAndRemoteIpPrefix",
+                                 "Only remote_ip_prefix or remote_group_id may be provided.")
+        if r["remote_ip_prefix"] is not None:
+            try:
+                net = ipaddress.ip_network(str(r["remote_ip_prefix"]), strict=False)
+            except ValueError:
+                raise _neutron_error(400, "HTTPBadRequest", "Invalid input for remote_ip_prefix. "
+                                     f"Reason: '{r['remote_ip_prefix']}' is not a valid IP subnet.") from None
+            if f"IPv{net.version}" != r["ethertype"]:
+                raise _neutron_error(400, "SecurityGroupRuleParameterConflict",
+                                     f"Conflicting value ethertype {r['ethertype']} for CIDR {net}")
+            r["remote_ip_prefix"] = str(net)
+        if r["remote_group_id"] is not None and not any(
+                g["id"] == r["remote_group_id"] for g in emu.security_groups):
+            raise _neutron_error(404, "SecurityGroupNotFound",
+                                 f"Security group {r['remote_group_id']} does not exist")
+        lo, hi = r["port_range_min"], r["port_range_max"]
+        if any(p is not None and (isinstance(p, bool) or not isinstance(p, int)) for p in (lo, hi)):
+            raise _neutron_error(400, "HTTPBadRequest", "Invalid input for port_range_min/max: "
+                                 "expected integers.")
+        if lo is not None and hi is not None and not 0 <= lo <= hi <= 65535:
+            raise _neutron_error(400, "SecurityGroupInvalidPortRange",
+                                 "For TCP/UDP protocols, port_range_min must be <= port_range_max")
+        return r
 
     def _network(self, method: str, rest: str):
         emu = self.emu
@@ -1154,7 +1206,7 @@ class _Api(_Base):
             if not isinstance(b.get("name"), str) or not b["name"]:
                 raise _neutron_error(400, "HTTPBadRequest", "Invalid input for name.")
             g = {"id": str(uuid.uuid4()), "name": b["name"], "description": b.get("description") or "",
-                 "rules": []}
+                 "rules": [], "created_at": _now_iso()}
             for eth in ("IPv4", "IPv6"):
                 g["rules"].append({"id": str(uuid.uuid4()), "security_group_id": g["id"],
                                    "direction": "egress", "ethertype": eth, "protocol": None,
@@ -1166,11 +1218,25 @@ class _Api(_Base):
                 emu.security_groups.append(g)
             return 201, {"security_group": self._sg_view(g)}, None
         m = re.fullmatch(r"/v2.0/security-groups/([^/]+)", rest)
-        if m and method == "GET":
-            g = next((g for g in emu.security_groups if g["id"] == m.group(1)), None)
-            if g is None:
-                raise _neutron_error(404, "SecurityGroupNotFound", f"Security group {m.group(1)} does not exist")
-            return 200, {"security_group": self._sg_view(g)}, None
+        if m and method in ("GET", "DELETE"):
+            with emu._lock:
+                g = next((g for g in emu.security_groups if g["id"] == m.group(1)), None)
+                if g is None:
+                    raise _neutron_error(404, "SecurityGroupNotFound",
+                                         f"Security group {m.group(1)} does not exist")
+                if method == "GET":
+                    return 200, {"security_group": self._sg_view(g)}, None
+                if g["name"] == "default":
+                    raise _neutron_error(409, "SecurityGroupCannotRemoveDefault",
+                                         "Insufficient rights for removing default security group.")
+                # a server's ports hold it until the server is gone (deleting ones too)
+                if any(g["id"] in vm.security_group_ids for vm in emu._vms.values()):
+                    raise _neutron_error(409, "SecurityGroupInUse",
+                                         f"Security Group {g['id']} in use.")
+                emu.security_groups.remove(g)
+                for other in emu.security_groups:   # rules naming it as remote group go too
+                    other["rules"] = [r for r in other["rules"] if r.get("remote_group_id") != g["id"]]
+            return 204, None, None
         if rest == "/v2.0/security-group-rules" and method == "GET":
             rules = [r for g in emu.security_groups for r in g["rules"]]
             if "security_group_id" in q:
@@ -1184,9 +1250,7 @@ class _Api(_Base):
                                      f"Security group {b.get('security_group_id')} does not exist")
             keys = ("direction", "ethertype", "protocol", "port_range_min", "port_range_max",
                     "remote_ip_prefix", "remote_group_id")
-            r = {k: b.get(k) for k in keys}
-            r.setdefault("ethertype", "IPv4")
-            r["ethertype"] = r["ethertype"] or "IPv4"
+            r = self._sg_rule_body(b)
             with emu._lock:
                 for old in g["rules"]:
                     if all(old.get(k) == r[k] for k in keys):
@@ -1197,4 +1261,16 @@ class _Api(_Base):
                           "description": b.get("description") or ""})
                 g["rules"].append(r)
             return 201, {"security_group_rule": dict(r)}, None
+        m = re.fullmatch(r"/v2.0/security-group-rules/([^/]+)", rest)
+        if m and method in ("GET", "DELETE"):
+            with emu._lock:
+                g, r = next(((g, r) for g in emu.security_groups for r in g["rules"]
+                             if r["id"] == m.group(1)), (None, None))
+                if r is None:
+                    raise _neutron_error(404, "SecurityGroupRuleNotFound",
+                                         f"Security group rule {m.group(1)} does not exist")
+                if method == "DELETE":
+                    g["rules"].remove(r)
+                    return 204, None, None
+            return 200, {"security_group_rule": dict(r)}, None
         raise _neutron_error(404, "HTTPNotFound", "The resource could not be found.")
