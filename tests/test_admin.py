@@ -1,14 +1,17 @@
 """The admin handlers (serverext/admin.py): refused to non-admins and outside JupyterHub, and
-the hub-model -> cluster-row mapping. The full path (a real hub, an admin stopping another
-user's cluster from the browser) is in tests/browser/test_admin_browser.py."""
+the hub-model -> cluster-row mapping; the scopes the spawner asks the hub for. Against a real
+hub: tests/test_hub_admin.py (whose token can do what) and tests/browser/test_admin_browser.py
+(an admin stopping another user's cluster from the browser)."""
 
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import pytest
 
-from jupyter_spark_openstack.serverext.admin import cluster_rows
+from jupyter_spark_openstack.serverext.admin import LIST_SCOPES, STOP_SCOPES, cluster_rows
+from jupyter_spark_openstack.spawner import SimpleSparkOpenStackSpawner
 from tests._labserver import LabServer
 
 
@@ -56,3 +59,17 @@ def test_cluster_rows_from_hub_user_models():
     assert a["age_seconds"] == pytest.approx(125, abs=1)
     assert a["master_url"] == "spark://127.0.0.1:7077"
     assert rows[1]["workers"] is None and rows[1]["age_seconds"] is None
+
+
+@pytest.mark.parametrize("admin", [True, False])
+def test_the_server_token_keeps_the_hubs_default_and_only_admins_oauth_client_asks_more(admin):
+    user = SimpleNamespace(name="ann", admin=admin, url="/user/ann/", escaped_name="ann")
+    spawner = SimpleSparkOpenStackSpawner(user=user, name="")
+    # empty: JupyterHub gives $JUPYTERHUB_API_TOKEN the scopes of its `server` role
+    assert spawner.server_token_scopes == []
+    if admin:
+        assert sorted(spawner.oauth_client_allowed_scopes) == sorted({*LIST_SCOPES, *STOP_SCOPES})
+        assert sorted(spawner.oauth_client_allowed_scopes) == [
+            "admin:server_state", "list:users", "read:servers", "read:users", "servers"]
+    else:
+        assert spawner.oauth_client_allowed_scopes == []

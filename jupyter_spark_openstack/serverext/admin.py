@@ -3,12 +3,18 @@
 - ``GET    spark-openstack/api/admin/clusters``
 - ``DELETE spark-openstack/api/admin/clusters/{user}[/{server_name}]``
 
-Both go through the hub REST API (``$JUPYTERHUB_API_URL``) with this server's own
-``$JUPYTERHUB_API_TOKEN``; the spawner grants an admin user's server the scopes that needs
-(``list:users``, ``read:users``, ``admin:server_state``, ``servers``), so the browser needs
-no extra token. Who may use them: the browser user must be a hub admin (the hub's identity
-model says ``admin: true``) *and* the hub must accept this server's token; otherwise 403 and
-the lab extension hides the admin view. Without JupyterHub there is no admin view (403).
+Both go through the hub REST API (``$JUPYTERHUB_API_URL``) with the *browser user's own* OAuth
+token, the one the hub issued to her browser when she logged in to this server (JupyterLab
+sends it in the ``Authorization`` header; the server's HubOAuth cookie holds it too), never
+with this server's ``$JUPYTERHUB_API_TOKEN``: that token, which every kernel can read, keeps
+JupyterHub's default scopes and cannot list users or stop servers. The spawner asks the hub to
+put the scopes the admin view needs into the OAuth tokens of an admin's server
+(``Spawner.oauth_client_allowed_scopes``: ``list:users``, ``read:users``, ``read:servers``,
+``admin:server_state`` to list, ``servers`` to stop); the hub grants a user only the scopes she
+holds herself, so a non-admin's token has none of them. Who may use them: the browser user must
+be a hub admin (the hub's identity model says ``admin: true``) *and* her token must carry the
+scopes (the hub checks again); otherwise 403 and the lab extension hides the admin view.
+Without JupyterHub there is no admin view (403).
 
 Picked up by ``serverext.extra_handlers()`` through :func:`get_handlers`.
 """
@@ -24,7 +30,7 @@ from urllib.parse import quote
 
 from jupyter_server.auth.decorator import authorized
 from tornado import web
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.httpclient import HTTPClientError, HTTPRequest
 
 from .handlers import BaseSparkHandler
 
@@ -83,33 +89,53 @@ def cluster_rows(users: list[dict], now: float | None = None) -> list[dict]:
     return rows
 
 
+LIST_SCOPES = ("list:users", "read:users", "read:servers", "admin:server_state")
+STOP_SCOPES = ("servers",)
+
+
 class HubAdminHandler(BaseSparkHandler):
-    """Checks that the browser user is a hub admin and talks to the hub API."""
+    """Checks that the browser user is a hub admin and talks to the hub API with her token."""
 
-    def hub_api(self) -> tuple[str, str]:
-        url = os.environ.get("JUPYTERHUB_API_URL", "").rstrip("/")
-        token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
-        if not url or not token:
+    def hub_auth(self):
+        """The HubOAuth of this single-user server (JupyterHub's identity provider, or the
+        legacy ``hub_auth`` setting); 403 outside JupyterHub."""
+        auth = getattr(self.identity_provider, "hub_auth", None) or self.settings.get("hub_auth")
+        if auth is None:
             raise web.HTTPError(403, "The admin view needs JupyterHub "
-                                     "(JUPYTERHUB_API_URL / JUPYTERHUB_API_TOKEN are not set)")
-        return url, token
+                                     "(this server does not run under a hub)")
+        return auth
 
-    def check_hub_admin(self) -> None:
+    def check_hub_admin(self, scopes: tuple[str, ...]) -> str:
+        """The browser user's hub token, if she is a hub admin and it carries ``scopes``."""
+        auth = self.hub_auth()
         hub_user = getattr(self.current_user, "hub_user", None)
         if not isinstance(hub_user, dict) or hub_user.get("admin") is not True:
             raise web.HTTPError(403, "Only JupyterHub admins can see every user's Spark cluster")
+        missing = sorted(set(scopes) - set(auth.check_scopes(set(scopes), hub_user)))
+        if missing:
+            raise web.HTTPError(403, f"Your login to this server lacks the scopes {', '.join(missing)} "
+                                     "(granted to a hub admin's server at its start; log out and in again)")
+        token = auth.get_token(self)
+        if not token:
+            raise web.HTTPError(403, "No JupyterHub token in this request")
+        return token
 
-    async def hub_request(self, method: str, path: str, headers: dict | None = None,
+    async def hub_request(self, token: str, method: str, path: str, headers: dict | None = None,
                           timeout: float = HUB_TIMEOUT):
-        url, token = self.hub_api()
-        req = HTTPRequest(url + path, method=method, request_timeout=timeout,
+        auth = self.hub_auth()
+        url = (auth.api_url or os.environ.get("JUPYTERHUB_API_URL", "")).rstrip("/")
+        if not url:
+            raise web.HTTPError(403, "The admin view needs JupyterHub (JUPYTERHUB_API_URL is not set)")
+        tls = {k: v for k, v in (("client_cert", auth.certfile), ("client_key", auth.keyfile),
+                                 ("ca_certs", auth.client_ca)) if v}
+        req = HTTPRequest(url + path, method=method, request_timeout=timeout, **tls,
                           headers={"Authorization": f"token {token}", **(headers or {})})
         try:
-            return await AsyncHTTPClient().fetch(req)
+            return await self.ext.http_client().fetch(req)
         except HTTPClientError as e:
             if e.code in (401, 403):
-                raise web.HTTPError(403, "The hub refused this server's token the admin scopes "
-                                         f"(HTTP {e.code}); is the server's owner a hub admin?") from None
+                raise web.HTTPError(403, f"The hub refused your token (HTTP {e.code}): "
+                                         "it lacks the admin scopes") from None
             msg = ""
             if e.response is not None and e.response.body:
                 try:
@@ -127,12 +153,12 @@ class AdminClustersHandler(HubAdminHandler):
     @web.authenticated
     @authorized
     async def get(self):
-        self.check_hub_admin()
+        token = self.check_hub_admin(LIST_SCOPES)
         users: list[dict] = []
         offset = 0
         while True:
             resp = await self.hub_request(
-                "GET", f"/users?state=active&offset={offset}&limit={PAGE_LIMIT}",
+                token, "GET", f"/users?state=active&offset={offset}&limit={PAGE_LIMIT}",
                 headers={"Accept": PAGINATION})
             page = json.loads(resp.body)
             items = page["items"] if isinstance(page, dict) else page
@@ -152,14 +178,14 @@ class AdminClusterHandler(HubAdminHandler):
     @web.authenticated
     @authorized
     async def delete(self, user: str, server_name: str | None = None):
-        self.check_hub_admin()
+        token = self.check_hub_admin(STOP_SCOPES)
         for field, value in (("user", user), ("server_name", server_name)):
             if value is not None and not _NAME_RE.match(value):
                 raise web.HTTPError(400, f"{field}={value!r}: expected a name without '/' or spaces")
         path = f"/users/{quote(user, safe='')}/server"
         if server_name:
             path = f"/users/{quote(user, safe='')}/servers/{quote(server_name, safe='')}"
-        resp = await self.hub_request("DELETE", path, timeout=HUB_STOP_TIMEOUT)
+        resp = await self.hub_request(token, "DELETE", path, timeout=HUB_STOP_TIMEOUT)
         self.set_status(resp.code if resp.code in (202, 204) else 204)
         self.finish()
 

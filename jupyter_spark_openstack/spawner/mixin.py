@@ -499,15 +499,25 @@ class SparkClusterMixin(LoggingConfigurable):
             env["SPARK_OPENSTACK_CLUSTER"] = f"{c.state['workers']} workers · {c.state['cores']} cores"
         return env
 
-    def _admin_scopes(self, spawner) -> list[str]:
-        scopes = ["users:activity!user", "access:servers!server"]
-        if getattr(spawner.user, "admin", False):
-            scopes += ["list:users", "read:users", "read:servers", "admin:server_state", "servers"]
-        return scopes
+    # The admin view (serverext/admin.py) calls the hub API with the browser admin's own OAuth
+    # token, never with $JUPYTERHUB_API_TOKEN, which every kernel of the server can read: that
+    # token keeps JupyterHub's default scopes (the `server` role; server_token_scopes is not
+    # overridden). An admin's server asks the hub to put the admin view's scopes into the OAuth
+    # tokens it issues to browsers; the hub grants only the scopes the logged-in user holds
+    # herself. Other users' servers ask for none: an admin who opens alice's server hands it
+    # no token that could list users or stop servers. A list, not a callable (the hub writes it
+    # into JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES as JSON), evaluated per spawner object, which
+    # the hub makes anew for each start: a user made admin gets the admin view at her server's
+    # next start.
+    def _admin_scopes(self) -> list[str]:
+        user = getattr(self, "user", None)
+        if getattr(user, "admin", False):
+            return ["list:users", "read:users", "read:servers", "admin:server_state", "servers"]
+        return []
 
-    @default("server_token_scopes")
-    def _default_server_token_scopes(self):
-        return self._admin_scopes
+    @default("oauth_client_allowed_scopes")
+    def _default_oauth_client_allowed_scopes(self):
+        return self._admin_scopes()
 
     @property
     def cluster_summary(self) -> dict | None:

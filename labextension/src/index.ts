@@ -65,6 +65,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const model = new ClusterModel(api);
     let isAdmin = false;
     let admin: MainAreaWidget<AdminView> | null = null;
+    // the admin API answers 403 unless the browser user is a hub admin whose own hub token
+    // carries the admin scopes: then no button and no command (an open admin tab says so)
+    const setAdmin = (value: boolean): void => {
+      isAdmin = value;
+      panel.setAdmin(value);
+      app.commands.notifyCommandChanged(CommandIDs.openAdmin);
+    };
 
     app.commands.addCommand(CommandIDs.openAdmin, {
       label: 'Spark clusters of all users (admin)',
@@ -75,7 +82,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
           return;
         }
         if (!admin || admin.isDisposed) {
-          admin = new MainAreaWidget({ content: new AdminView(api) });
+          admin = new MainAreaWidget({ content: new AdminView(api, () => setAdmin(false)) });
           admin.id = 'jupyter-spark-openstack-admin-tab';
           admin.title.label = 'Spark clusters (admin)';
           admin.title.icon = sparkIcon;
@@ -123,11 +130,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     model.start();
     api
       .adminClusters()
-      .then(list => {
-        isAdmin = list !== null;
-        panel.setAdmin(isAdmin);
-        app.commands.notifyCommandChanged(CommandIDs.openAdmin);
-      })
+      .then(list => setAdmin(list !== null))
       .catch(() => undefined);
   }
 };

@@ -91,9 +91,16 @@ export class SparkStatus extends Widget {
   }
 }
 
-/** Main-area tab for hub admins: every user's cluster with a Stop action. */
+/**
+ * Main-area tab for hub admins: every user's cluster with a Stop action. `onForbidden` is
+ * called when the admin API answers 403 (the browser user's hub token lacks the admin scopes):
+ * the caller hides the admin entry points.
+ */
 export class AdminView extends Widget {
-  constructor(private readonly api: SparkApi) {
+  constructor(
+    private readonly api: SparkApi,
+    private readonly onForbidden: (() => void) | null = null
+  ) {
     super();
     this.id = ADMIN_ID;
     this.addClass('jso-admin');
@@ -114,6 +121,9 @@ export class AdminView extends Widget {
       const clusters = await this.api.adminClusters();
       if (clusters === null) {
         this._body.replaceChildren(h('div', { class: 'jso-state' }, 'Only hub admins can see this view.'));
+        if (this.onForbidden) {
+          this.onForbidden();
+        }
         return;
       }
       this._body.replaceChildren(renderAdmin(clusters, (c, b) => void this.stop(c, b)));

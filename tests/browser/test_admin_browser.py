@@ -1,12 +1,14 @@
 """The admin view against a real JupyterHub (the project's spawner, local provisioner, real
-Spark clusters): a hub admin sees every user's cluster in JupyterLab and stops alice's; alice
-sees no admin view and gets 403 from the admin API."""
+Spark clusters): a hub admin sees every user's cluster in JupyterLab and stops alice's (the lab
+calls the admin API with her browser's OAuth token); alice's lab gets 403 from the admin API
+and shows no admin button, tab or command."""
 
 from __future__ import annotations
 
 import shutil
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psutil
 import pytest
@@ -57,6 +59,29 @@ def _open_lab(page, hub, user):
     page.click('.jp-SideBar .lm-TabBar-tab[data-id="jupyter-spark-openstack-panel"]')
 
 
+ADMIN_COMMAND = "Spark clusters of all users (admin)"
+
+
+def _open_lab_and_admin_answer(page, hub, user) -> int:
+    """Open the lab; the status of the lab's own admin-API request (which decides the view)."""
+    path = f"/user/{user}/spark-openstack/api/admin/clusters"  # the lab adds a cache buster
+    with page.expect_response(lambda r: urlsplit(r.url).path == path, timeout=120000) as answer:
+        _open_lab(page, hub, user)
+    return answer.value.status
+
+
+def _palette_labels(page, query: str) -> list[str]:
+    """The command palette's items for ``query`` (once the panel command is listed)."""
+    page.keyboard.press("Control+Shift+C")
+    palette = page.locator(".jp-ModalCommandPalette")
+    palette.locator("input.lm-CommandPalette-input").fill(query)
+    items = palette.locator(".lm-CommandPalette-item .lm-CommandPalette-itemLabel")
+    expect(items.filter(has_text="Show Spark cluster panel")).to_have_count(1)
+    labels = items.all_inner_texts()
+    page.keyboard.press("Escape")
+    return labels
+
+
 @pytest.fixture
 def hub_log(hub, artifacts):
     yield
@@ -78,12 +103,17 @@ def test_admin_tab_lists_and_stops_a_users_cluster(browser, hub, hub_log, artifa
         page = ctx.new_page()
         page.set_default_timeout(30000)
         _login(page, hub, "alice")
-        _open_lab(page, hub, "alice")
+        assert _open_lab_and_admin_answer(page, hub, "alice") == 403
         panel = page.locator("#jupyter-spark-openstack-panel")
         expect(panel.locator("tr.jso-worker")).to_have_count(1)
         expect(panel.locator(".jso-open-admin")).to_be_hidden()
+        labels = _palette_labels(page, "Spark")
+        assert ADMIN_COMMAND not in labels, labels
+        expect(page.locator("#jupyter-spark-openstack-admin-tab")).to_have_count(0)
+        expect(page.locator(".jso-admin-table")).to_have_count(0)
         resp = page.request.get(f"{hub.url}/user/alice/spark-openstack/api/admin/clusters")
         assert resp.status == 403, resp.text()
+        assert resp.json()["message"] == "Only JupyterHub admins can see every user's Spark cluster"
         page.screenshot(path=str(artifacts / "hub-alice-no-admin.png"))
     finally:
         ctx.close()
@@ -93,9 +123,11 @@ def test_admin_tab_lists_and_stops_a_users_cluster(browser, hub, hub_log, artifa
         page = ctx.new_page()
         page.set_default_timeout(30000)
         _login(page, hub, "admin")
-        _open_lab(page, hub, "admin")
+        assert _open_lab_and_admin_answer(page, hub, "admin") == 200
         button = page.locator("#jupyter-spark-openstack-panel .jso-open-admin")
         expect(button).to_be_visible()
+        labels = _palette_labels(page, "Spark")
+        assert ADMIN_COMMAND in labels, labels
         button.click()
         table = page.locator(".jso-admin-table")
         expect(table).to_be_visible()
