@@ -17,6 +17,7 @@ help:
 check-java:
 	@command -v java >/dev/null 2>&1 || { echo >&2 "error: 'java' not found. Spark needs Java 17 or 21: apt-get install openjdk-17-jre-headless (or set JAVA_HOME and PATH)"; exit 1; }
 	@java -version 2>&1 | grep -Eq 'version "(1[7-9]|2[0-9])' || { echo >&2 "error: Spark 4 needs Java 17 or newer; 'java -version' says: $$(java -version 2>&1 | head -1)"; exit 1; }
+	@command -v javac >/dev/null 2>&1 || [ -x "$$(dirname "$$(readlink -f "$$(command -v java)")")/javac" ] || { echo >&2 "error: 'javac' not found. The Spark UI guard (a per-cluster token on every Spark UI) is compiled once with the JDK: apt-get install openjdk-17-jdk-headless"; exit 1; }
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)

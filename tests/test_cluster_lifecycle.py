@@ -89,7 +89,8 @@ def test_daemon_nice_must_be_0_to_19(bad):
 def test_spawned_daemons_get_the_niceness_and_keep_their_record(tmp_path):
     import psutil
 
-    rec = daemons._spawn("probe", ["sleep", "30", "1"], tmp_path / "probe.log", {}, nice=7)
+    rec = daemons._spawn("probe", ["sleep", "30", "1"], tmp_path / "probe.log", {}, nice=7,
+                         marker="30")
     try:
         p = psutil.Process(rec["pid"])
         deadline = time.monotonic() + 10
@@ -99,6 +100,14 @@ def test_spawned_daemons_get_the_niceness_and_keep_their_record(tmp_path):
         assert p.nice() == 7
         assert rec["argv"] == ["30", "1"]           # the record names the command, not `nice`
         assert daemons.is_running(rec)
+        # a record whose marker the process does not carry (forged, or a recycled pid) is
+        # not that process: not running, and stopping it signals nothing
+        forged = {**rec, "marker": str(tmp_path / "other.properties")}
+        assert not daemons.is_running(forged)
+        daemons.stop_daemon(forged)
+        assert daemons.is_running(rec)
+        # a daemon whose pid was never saved is found by its marker
+        assert daemons.find_by_marker({**rec, "pid": None}) == [rec["pid"]]
     finally:
         daemons.stop_daemon(rec)
     assert not daemons.is_running(rec)

@@ -13,7 +13,10 @@ import time
 import pytest
 
 from jupyter_spark_openstack.demo.client import HubClient
-from jupyter_spark_openstack.demo.hubprocess import kill_processes, processes_under, start_hub
+from jupyter_spark_openstack.demo.hubprocess import (
+    start_hub,
+    stop_hub_leaving_nothing,
+)
 
 pytestmark = [pytest.mark.hub, pytest.mark.spark]
 
@@ -63,10 +66,7 @@ def hub(tmp_path_factory):
             h.client.wait_ready(user)
         yield h
     finally:
-        h.stop()
-        left = processes_under(d)
-        kill_processes(left)
-        assert not left, f"processes left after the hub stopped: {[p.cmdline()[:3] for p in left]}"
+        stop_hub_leaving_nothing(h)
 
 
 def _browser_login(hub, user):

@@ -11,9 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_spark_openstack.core.spark.master_client import fetch_master_state
 from jupyter_spark_openstack.demo.client import HubClient
-from jupyter_spark_openstack.demo.hubprocess import kill_processes, processes_under, start_hub
+from jupyter_spark_openstack.demo.hubprocess import (
+    processes_under,
+    start_hub,
+    stop_hub_leaving_nothing,
+)
+from tests._clusters import master_state
 
 pytestmark = [pytest.mark.hub, pytest.mark.spark]
 
@@ -32,10 +36,7 @@ def hub(tmp_path_factory):
     try:
         yield h
     finally:
-        h.stop()
-        left = processes_under(d)
-        kill_processes(left)
-        assert not left, f"processes left after the hub stopped: {[p.cmdline()[:3] for p in left]}"
+        stop_hub_leaving_nothing(h)
 
 
 def _cluster_state(hub, user):
@@ -91,7 +92,7 @@ def test_spawn_progress_job_and_teardown(hub):
 
     cluster = _cluster_state(hub, "alice")
     assert cluster["workers"] == 2 and len(cluster["records"]) == 2
-    master = fetch_master_state(cluster["master"]["webui_url"])
+    master = master_state(cluster)
     assert len(master.alive_workers) == 2
 
     specs = c.kernelspecs("alice")["kernelspecs"]
@@ -112,7 +113,7 @@ def test_spawn_progress_job_and_teardown(hub):
         res = c.execute("alice", kid, "print(spark.range(1000).count())")
         assert res["error"] is None, res
         assert "1000" in res["text"]
-        apps = fetch_master_state(cluster["master"]["webui_url"]).active_apps
+        apps = master_state(cluster).active_apps
         assert [a.name for a in apps] == ["spark-connect-alice"]
     finally:
         c.delete_kernel("alice", kid)
@@ -121,7 +122,7 @@ def test_spawn_progress_job_and_teardown(hub):
         res = c.execute("alice", kid, "print(sc.parallelize(range(1000)).sum())")
         assert res["error"] is None, res
         assert "499500" in res["text"]
-        apps = fetch_master_state(cluster["master"]["webui_url"]).active_apps
+        apps = master_state(cluster).active_apps
         classic = [a for a in apps if a.name.startswith("pyspark-alice")]
         assert len(classic) == 1 and classic[0].cores >= 1
     finally:
@@ -147,7 +148,7 @@ def test_hub_wide_worker_limit(hub):
 
 
 def _kernel_json(cluster, name):
-    return json.loads((Path(cluster["run_dir"]) / "user" / "jupyter" / "kernels" / name / "kernel.json").read_text())
+    return json.loads((Path(cluster["session_dir"]) / "jupyter" / "kernels" / name / "kernel.json").read_text())
 
 
 def test_two_users_get_separate_masters_and_cannot_use_each_other(hub):
@@ -166,7 +167,7 @@ def test_two_users_get_separate_masters_and_cannot_use_each_other(hub):
         erin, frank = _cluster_state(hub, "erin"), _cluster_state(hub, "frank")
         assert erin["master"]["master_url"] != frank["master"]["master_url"]
         for st in (erin, frank):
-            assert len(fetch_master_state(st["master"]["webui_url"]).alive_workers) == 1
+            assert len(master_state(st).alive_workers) == 1
         assert Path(erin["secret_file"]).read_text() != Path(frank["secret_file"]).read_text()
 
         # frank's Connect token is refused by erin's Connect server (and no token at all, too)
@@ -195,7 +196,7 @@ def test_two_users_get_separate_masters_and_cannot_use_each_other(hub):
         finally:
             kc.stop_channels()
             km.shutdown_kernel(now=True)
-        apps = fetch_master_state(erin["master"]["webui_url"]).active_apps
+        apps = master_state(erin).active_apps
         assert not [a for a in apps if "frank" in a.name]
     finally:
         c.stop("erin")

@@ -61,6 +61,23 @@ async def test_orphans_of_a_crashed_hub_are_deleted_after_grace(emu, tmp_path, c
         assert sorted(r2.deleted) == sorted([ids["hub1-alice-w1"], ids["hub1-alice-w2"]])
         assert sorted(s["name"] for s in emu.servers()) == ["hub1-bob-w1", "hub2-carol-w1"]
         assert other_hub.id in {s["id"] for s in emu.servers()}  # another hub's: untouched
+        # the per-cluster security group of a hub that died before its first server
+        # (created as the provisioner names and describes them) goes in the same rounds
+        from jupyter_spark_openstack.core.provisioners.openstack import (
+            SG_DESCRIPTION_PREFIX,
+            security_group_name,
+        )
+
+        conn = p2._connection()
+        name = security_group_name("hub1", "hub1-dave")
+        await asyncio.to_thread(conn.network.create_security_group, name=name,
+                                description=SG_DESCRIPTION_PREFIX + "cluster hub1-dave")
+        groups = lambda: sorted(g.name for g in conn.network.security_groups()  # noqa: E731
+                                if g.name.startswith("spark-openstack-hub1."))
+        assert name in await asyncio.to_thread(groups)
+        await asyncio.sleep(2.6)
+        await rec.run_once()
+        assert await asyncio.to_thread(groups) == [security_group_name("hub1", "hub1-bob")]
         # every action logged with the user and the server id
         text = caplog.text
         for name in ("hub1-alice-w1", "hub1-alice-w2"):

@@ -10,41 +10,48 @@ Order of start: secret -> master -> capacity check -> workers requested in paral
 saved as soon as the backend returns its id) -> wait until every worker is registered with the
 master (a failed worker fails the start at once, with its log) -> done. Any failure deletes
 everything already created before the error is raised.
+
+Where things live (``run_dir`` = ``<base>/<user_key>``, see :mod:`.naming`):
+
+* ``run_dir`` (0711, the hub's): ``cluster.json``, the secret, the master's and Connect
+  server's records (pids) and logs. Nothing in it is writable by the user.
+* ``run_dir/session-XXXX`` (0711, the hub's), made fresh at every start: ``conf/`` with each
+  daemon's properties file (created new, owned by the user, 0600), the user's kernelspecs and
+  her copies of the secret and the Connect token (the spawner writes them), and ``work/``
+  (hers, 0700), where her daemons write.
+* The daemons run as :attr:`ClusterConfig.daemon_user` (her uid and allow-listed environment).
+
+A state read back (:meth:`SparkCluster.from_state`) is checked first: every path in it must lie
+under ``run_dir``, and ``run_dir`` under :attr:`ClusterConfig.base_dir`; otherwise it is
+refused (:class:`~.safefs.UnsafePathError`) and nothing is stopped or deleted from it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import dataclasses
 import logging
 import os
-import re
 import secrets
-import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import naming, safefs
 from .errors import ClusterError, ProvisionerError, ValidationError
 from .localcluster import LocalCluster
 from .models import parse_master_url
 from .options import ClusterOptions
 from .provisioners.base import Provisioner, WorkerRecord, WorkerSpec
-from .spark import daemons
+from .spark import daemons, uiguard
 from .spark.master_client import afetch_master_state
 
 log = logging.getLogger(__name__)
 
 Emit = Callable[[int, str], None]
-
-
-def safe_id(*parts: str) -> str:
-    """``("hub", "Alice@x", "")`` -> ``"hub-alice-x"``: usable in paths, VM names, tags."""
-    text = "-".join(p for p in parts if p)
-    text = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
-    return re.sub(r"-{2,}", "-", text)[:63] or "cluster"
 
 
 @dataclass
@@ -65,9 +72,21 @@ class ClusterConfig:
     connect_python: str | None = None        # executors' Python for UDFs (default: this one)
     daemon_nice: int = 0                     # niceness of the per-user master + Connect server
     master_start_slots: int = 0              # per-user masters starting at once (0: no limit)
+    #: who the user's daemons run as (uid, gid, allow-listed environment); None: this
+    #: process's user and environment
+    daemon_user: daemons.DaemonUser | None = None
+    #: every cluster's run_dir must lie under this (checked on every state read back)
+    base_dir: str | None = None
+    #: where the web UIs of the master and the Connect server bind: loopback, reached
+    #: through the notebook server's proxy (RPC binds to master_host)
+    ui_host: str = "127.0.0.1"
+    #: put the UI guard (a per-cluster token, :mod:`.spark.uiguard`) in front of the web UIs
+    #: of the cluster's daemons and drivers on this host
+    ui_guard: bool = False
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        naming.parse_hub_id("hub_id", self.hub_id)
         daemons.check_nice(self.daemon_nice, "spark_daemon_nice")
         if isinstance(self.master_start_slots, bool) or not isinstance(self.master_start_slots, int) \
                 or self.master_start_slots < 0:
@@ -121,7 +140,8 @@ class SparkCluster:
             options: ClusterOptions, run_dir: str | os.PathLike, server_name: str = "",
             **kw) -> SparkCluster:
         state = {
-            "cluster_id": safe_id(config.hub_id, owner, server_name),
+            "cluster_id": naming.cluster_id(config.hub_id, owner, server_name),
+            "key": naming.user_key(owner, server_name),
             "owner": owner, "server_name": server_name, "hub_id": config.hub_id,
             "provisioner": provisioner.name, "run_dir": str(run_dir),
             "options": options.to_dict(),
@@ -136,6 +156,9 @@ class SparkCluster:
     @classmethod
     def from_state(cls, config: ClusterConfig, provisioner: Provisioner, state: dict,
                    **kw) -> SparkCluster:
+        """A cluster from saved state, once every path in it is checked (module docstring):
+        a state naming paths elsewhere raises :class:`~.safefs.UnsafePathError`."""
+        check_state_paths(state, config.base_dir)
         return cls(config, provisioner, dict(state), **kw)
 
     def get_state(self) -> dict:
@@ -165,6 +188,16 @@ class SparkCluster:
         return self.state.get("secret_file")
 
     @property
+    def session_dir(self) -> Path | None:
+        """This start's directory of files the user reads (see the module docstring)."""
+        d = self.state.get("session_dir")
+        return Path(d) if d else None
+
+    @property
+    def display_owner(self) -> str:
+        return naming.printable(self.state["owner"])
+
+    @property
     def records(self) -> list[WorkerRecord]:
         return [WorkerRecord.from_dict(r) for r in self.state.get("records", [])]
 
@@ -174,11 +207,7 @@ class SparkCluster:
         self.state.update(changes)
         try:
             if self.run_dir.exists():
-                tmp = self.run_dir / "cluster.json.tmp"
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(fd, "w") as f:
-                    json.dump(self.state, f)
-                os.replace(tmp, self.run_dir / "cluster.json")
+                safefs.write_json_atomic(self.run_dir / "cluster.json", self.state)
             self.on_change()
         except Exception:  # persisting must never break the lifecycle
             self.log.exception("saving cluster state failed")
@@ -187,8 +216,7 @@ class SparkCluster:
     async def start(self) -> dict:
         """Start master and workers; returns the state once every worker is registered."""
         t0 = time.monotonic()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.run_dir, 0o700)
+        self._make_dirs()
         try:
             secret = self._make_secret() if self.config.authenticate and self.config.master_mode == "per-user" else None
             await self._start_master(secret)
@@ -211,13 +239,80 @@ class SparkCluster:
         self._save(started_at=time.time(), phase="running")
         return self.get_state()
 
+    def _make_dirs(self) -> None:
+        """``run_dir`` (the hub's) and a fresh session directory (module docstring)."""
+        safefs.make_dirs(self.run_dir.parent, 0o711)
+        safefs.make_dir(self.run_dir, 0o711, exist_ok=True)
+        session = Path(tempfile.mkdtemp(prefix="session-", dir=self.run_dir))  # new, 0700
+        self._save(session_dir=str(session))  # recorded the moment it exists
+        os.chmod(session, 0o711)
+        user = self.daemon_user_base
+        safefs.make_dir(session / "conf", 0o711)
+        safefs.make_dir(session / "work", 0o700, user.owner)
+        safefs.make_dir(self.run_dir / "logs", 0o700, exist_ok=True)
+        if self.config.ui_guard:
+            base = Path(self.config.base_dir) if self.config.base_dir else self.run_dir.parent
+            classes = uiguard.classes_dir(base, daemons.spark_home_for(user.env))
+            token = uiguard.generate_token()
+            self._save(ui_guard={
+                "classes": str(classes),
+                "token_file": safefs.write_file(self.run_dir / "ui-token", token, replace=True),
+                "user_token_file": safefs.write_file(session / "ui-token", token, 0o600,
+                                                     user.owner)})
+
+    @property
+    def ui_token(self) -> str | None:
+        """The token the UI guard asks for (None without the guard)."""
+        g = self.state.get("ui_guard") or {}
+        return uiguard.read_token(g.get("token_file"))
+
+    def _ui_guard_conf(self) -> dict[str, str]:
+        g = self.state.get("ui_guard")
+        if not g:
+            return {}
+        return {**uiguard.ui_conf(g["user_token_file"]),
+                "spark.driver.extraClassPath": g["classes"]}
+
+    @property
+    def daemon_user_base(self) -> daemons.DaemonUser:
+        return self.config.daemon_user or daemons.DaemonUser(name=self.state["owner"],
+                                                            env=dict(os.environ))
+
+    @property
+    def daemon_user(self) -> daemons.DaemonUser:
+        """Who this cluster's daemons run as, with this session's directories (and the UI
+        guard's classes on the daemons' classpath)."""
+        base = self.daemon_user_base
+        env = dict(base.env)
+        g = self.state.get("ui_guard")
+        if g:
+            env["SPARK_DAEMON_CLASSPATH"] = g["classes"]
+        return dataclasses.replace(base, env=env, conf_dir=str(self.session_dir / "conf"),
+                                   work_dir=str(self.session_dir / "work"))
+
+    @property
+    def spark_conf(self) -> dict[str, str]:
+        """Properties every daemon and driver of this cluster on this host runs with: the
+        hardening, the UI guard, and network encryption when workers are on other hosts
+        (with a secret to key it)."""
+        conf = {**self.worker_conf, **self._ui_guard_conf()}
+        return conf
+
+    @property
+    def worker_conf(self) -> dict[str, str]:
+        """Properties every worker runs with (``WorkerSpec.spark_conf``): the UI guard only
+        for workers on this host (VMs are behind their security group)."""
+        conf = dict(daemons.HARDENING)
+        if self.provisioner.remote_workers and self.state.get("secret_file"):
+            conf["spark.network.crypto.enabled"] = "true"
+        if not self.provisioner.remote_workers:
+            conf.update(self._ui_guard_conf())
+        return conf
+
     def _make_secret(self) -> str:
         secret = secrets.token_urlsafe(32)
-        path = self.run_dir / "spark-secret"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secret)
-        self._save(secret_file=str(path))
+        path = safefs.write_file(self.run_dir / "spark-secret", secret, 0o600, replace=True)
+        self._save(secret_file=path)
         return secret
 
     def read_secret(self) -> str | None:
@@ -244,7 +339,9 @@ class SparkCluster:
             self._save(master={"mode": "per-user", "run_dir": str(lc.run_dir)}, phase="master")
             st = await asyncio.to_thread(lc.start_master, host=self.config.master_host,
                                          secret=secret, timeout=min(120.0, self.config.start_timeout),
-                                         nice=self.config.daemon_nice)
+                                         nice=self.config.daemon_nice, user=self.daemon_user,
+                                         ui_host=self.config.ui_host,
+                                         properties=self.spark_conf, ui_token=self.ui_token)
         self._save(master={"mode": "per-user", "run_dir": str(lc.run_dir),
                            "master_url": st["master_url"], "webui_url": st["webui_url"],
                            "process": st["master"]})
@@ -275,14 +372,17 @@ class SparkCluster:
         self.emit(22, "Starting Spark Connect server")
         token = connect.generate_token()
         token_file = connect.write_token_file(self.run_dir / "connect.token", token)
-        conf = {**self.connect_defaults(), **self.config.connect_conf}
+        conf = {**self.connect_defaults(), **self.spark_conf, **self.config.connect_conf}
         rec = await asyncio.to_thread(
             connect.start_connect_server, self.run_dir / "connect", master_url=self.master_url,
             token=token, host="127.0.0.1", driver_memory=self.config.connect_driver_memory,
             conf=conf, secret=secret, python=self.config.connect_python,
-            app_name=f"spark-connect-{self.state['owner']}", nice=self.config.daemon_nice)
+            app_name=f"spark-connect-{self.state['key']}", nice=self.config.daemon_nice,
+            user=self.daemon_user,
+            # recorded before the process exists (found by its marker if the hub dies)
+            record=lambda r: self._save(connect={**r, "token_file": token_file}))
         rec["token_file"] = token_file
-        self._save(connect=rec)  # recorded the moment the process exists
+        self._save(connect=rec)
 
     async def _wait_connect(self, t0: float) -> None:
         from .spark import connect  # noqa: PLC0415
@@ -313,7 +413,8 @@ class SparkCluster:
                        name=f"{s['cluster_id']}-w{i}", index=i, cores=size["cores"],
                        memory=size["memory"], master_url=self.master_url, secret=secret,
                        size=size["name"], flavor=size.get("flavor"),
-                       server_name=s["server_name"])
+                       server_name=s["server_name"], spark_conf=self.worker_conf,
+                       daemon_user=self.daemon_user)
             for i in range(1, s["workers"] + 1)
         ]
 
@@ -367,7 +468,7 @@ class SparkCluster:
         unknown: dict[str, str] = {}
         hosts: dict[str, str] = {}
         while True:
-            ms = await afetch_master_state(self.webui_url, timeout=3.0)
+            ms = await afetch_master_state(self.webui_url, timeout=3.0, ui_token=self.ui_token)
             records = self.records
             if ms.reachable:
                 alive = [w for w in ms.alive_workers if self._matches(w, records, set(hosts.values()))]
@@ -430,20 +531,29 @@ class SparkCluster:
 
     # ---- stop --------------------------------------------------------------------------
     async def stop(self, *, retries: int = 3) -> None:
-        """Delete every worker (in parallel), stop the master, verify nothing remains."""
+        """Delete every worker (in parallel), stop the Connect server and the master, verify
+        nothing remains. Raises :class:`ClusterError` naming what is still there (the state
+        keeps it, so a later stop, e.g. the reconciler's, tries again)."""
         self._save(phase="stopping")
         records = self.records
-        self.log.info("stopping cluster %s: %d worker(s), master %s", self.cluster_id,
-                      len(records), self.master_url)
+        self.log.info("stopping cluster %s of %s: %d worker(s), master %s", self.cluster_id,
+                      self.display_owner, len(records), self.master_url)
         if records:
             self.emit(96, f"Deleting {len(records)} worker(s)")
         remaining = await self._delete_all(records, retries)
         self._save(records=[r.to_dict() for r in remaining])
-        await self._stop_connect()
+        left_here: list[str] = []
+        try:
+            await self._stop_connect()
+        except ClusterError as e:
+            left_here.append(f"Spark Connect server ({e})")
         m = self.state.get("master") or {}
         if m.get("mode") == "per-user" and m.get("run_dir"):
-            pids = await asyncio.to_thread(LocalCluster(m["run_dir"]).stop)
-            self.log.info("stopped the Spark master of %s (pids %s)", self.cluster_id, pids)
+            try:
+                pids = await asyncio.to_thread(LocalCluster(m["run_dir"]).stop)
+                self.log.info("stopped the Spark master of %s (pids %s)", self.cluster_id, pids)
+            except ClusterError as e:
+                left_here.append(f"Spark master ({e})")
         # verify: nothing of ours is listed by the backend any more
         try:
             left = [r for r in await self.provisioner.list_workers(
@@ -452,19 +562,21 @@ class SparkCluster:
         except ProvisionerError as e:
             raise ClusterError(f"could not verify that {self.cluster_id}'s workers are gone: {e}") from e
         if left:
-            remaining = await self._delete_all(left, retries)
-            if remaining:
-                self._save(records=[r.to_dict() for r in remaining])
-                raise ClusterError(f"{len(remaining)} worker(s) of {self.cluster_id} could not be deleted: "
-                                   + ", ".join(r.id for r in remaining))
-        if remaining:
-            raise ClusterError(f"{len(remaining)} worker(s) of {self.cluster_id} could not be deleted: "
-                               + ", ".join(r.id for r in remaining))
+            known = {r.id for r in remaining}
+            remaining += [r for r in await self._delete_all(left, retries) if r.id not in known]
+            self._save(records=[r.to_dict() for r in remaining])
+        if remaining or left_here:
+            what = [f"worker {r.name} ({r.id})" for r in remaining] + left_here
+            raise ClusterError(f"{self.cluster_id} is not fully stopped; still there: "
+                               + "; ".join(what))
         if self.secret_file:
             Path(self.secret_file).unlink(missing_ok=True)
-        self._save(records=[], master=None, phase="stopped", secret_file=None)
-        shutil.rmtree(self.run_dir / "master", ignore_errors=True)
-        shutil.rmtree(self.run_dir / "connect", ignore_errors=True)
+        (self.run_dir / "ui-token").unlink(missing_ok=True)
+        self._save(records=[], master=None, phase="stopped", secret_file=None, ui_guard=None)
+        for d in ("master", "connect"):
+            safefs.remove_tree(self.run_dir / d)
+        if self.session_dir is not None:
+            safefs.remove_tree(self.session_dir)
         (self.run_dir / "cluster.json").unlink(missing_ok=True)
 
     async def _delete_all(self, records: list[WorkerRecord], retries: int) -> list[WorkerRecord]:
@@ -486,30 +598,75 @@ class SparkCluster:
         return [r for r in results if r is not None]
 
 
+#: paths a cluster's state may hold, each of which must lie under its run_dir
+_STATE_PATHS = (("secret_file",), ("session_dir",), ("master", "run_dir"),
+                ("ui_guard", "token_file"), ("ui_guard", "user_token_file"),
+                ("connect", "token_file"), ("connect", "properties_file"),
+                ("connect", "marker"), ("connect", "log"))
+
+
+def check_state_paths(state: dict, base_dir: str | os.PathLike | None) -> None:
+    """Refuse a state that names a path outside its run directory (or a run directory
+    outside ``base_dir``): :class:`~.safefs.UnsafePathError`, nothing is touched."""
+    run_dir = state.get("run_dir")
+    if not isinstance(run_dir, str) or not run_dir:
+        raise safefs.UnsafePathError(f"refusing cluster state without a run_dir ({run_dir!r})")
+    if base_dir is not None:
+        safefs.require_under(run_dir, base_dir, "run_dir")
+    for keys in _STATE_PATHS:
+        value = state
+        for k in keys:
+            value = value.get(k) if isinstance(value, dict) else None
+        if value is not None:
+            safefs.require_under(value, run_dir, ".".join(keys))
+
+
 async def stop_orphan_clusters(base_dir: str | os.PathLike, config: ClusterConfig,
                                provisioner: Provisioner, known: set[str], *,
-                               grace: float = 300.0, logger: logging.Logger | None = None) -> list[str]:
+                               grace: float = 300.0, logger: logging.Logger | None = None,
+                               retry_after: Callable[[str], bool] | None = None,
+                               on_result: Callable[[str, str | None], None] | None = None
+                               ) -> list[str]:
     """Stop clusters recorded under ``base_dir/*/cluster.json`` that belong to this hub but to
     no running or pending server (``known`` cluster ids), once older than ``grace`` seconds.
 
     This covers what lives on the hub host (per-user master, Connect server) and their
-    workers, for a hub killed mid-spawn whose database never saw the cluster."""
+    workers: for a hub killed mid-spawn whose database never saw the cluster, and for a stop
+    that failed (it is tried again here). Only a ``cluster.json`` that is a regular file of the
+    hub's own, in the directory it names, with every path in it under that directory, is
+    acted on; any other is refused and logged. ``retry_after(cluster_id)`` may hold a cluster
+    back (backoff); ``on_result(cluster_id, error or None)`` hears every attempt."""
     logger = logger or log
     stopped = []
     for path in sorted(Path(base_dir).glob("*/cluster.json")):
         try:
-            state = json.loads(path.read_text())
-        except (OSError, ValueError):
+            state = safefs.read_json(path, owner_uid=os.geteuid())
+            if not isinstance(state, dict):
+                continue
+            if state.get("run_dir") != str(path.parent):
+                raise safefs.UnsafePathError(
+                    f"it names run_dir {state.get('run_dir')!r}, not its own directory")
+            check_state_paths(state, base_dir)
+        except (ValueError, safefs.UnsafePathError) as e:
+            logger.error("reconciler: refusing %s: %s", path, e)
             continue
-        if state.get("hub_id") != config.hub_id or state.get("cluster_id") in known:
+        cid = state.get("cluster_id")
+        if state.get("hub_id") != config.hub_id or cid in known:
             continue
         if state.get("phase") == "stopped" or time.time() - path.stat().st_mtime < grace:
             continue
+        if retry_after is not None and not retry_after(cid):
+            continue
         logger.warning("reconciler: stopping orphan cluster %s of user %s (no running or "
-                       "pending server owns it)", state.get("cluster_id"), state.get("owner"))
+                       "pending server owns it; phase %s)", cid,
+                       naming.printable(state.get("owner")), state.get("phase"))
         try:
             await SparkCluster.from_state(config, provisioner, state, logger=logger).stop()
-            stopped.append(state["cluster_id"])
+            stopped.append(cid)
+            if on_result is not None:
+                on_result(cid, None)
         except Exception as e:  # noqa: BLE001 - next round tries again
-            logger.error("reconciler: could not stop orphan cluster %s: %s", state.get("cluster_id"), e)
+            logger.error("reconciler: could not stop orphan cluster %s: %s", cid, e)
+            if on_result is not None:
+                on_result(cid, str(e))
     return stopped

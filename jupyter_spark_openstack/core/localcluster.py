@@ -9,11 +9,11 @@ the master, see :meth:`LocalCluster.start_connect`.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
 
+from . import safefs
 from .errors import ClusterError
 from .models import parse_memory, parse_positive_int
 from .spark import connect as spark_connect
@@ -48,26 +48,30 @@ class LocalCluster:
 
     def load_state(self) -> dict | None:
         try:
-            return json.loads(self.state_file.read_text())
-        except (FileNotFoundError, ValueError):
+            return safefs.read_json(self.state_file)
+        except (ValueError, safefs.UnsafePathError):
             return None
 
     def _save_state(self, state: dict) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        os.replace(tmp, self.state_file)
+        safefs.write_json_atomic(self.state_file, state)
 
     def is_running(self) -> bool:
         state = self.load_state()
-        return bool(state) and daemons.is_running(state["master"])
+        return bool(state) and bool(state.get("master")) and daemons.is_running(state["master"])
 
     # ---- lifecycle ---------------------------------------------------------------------
     def start_master(self, *, host: str = "127.0.0.1", secret: str | None = None,
                      timeout: float = 90.0, port: int | None = None,
-                     webui_port: int | None = None, nice: int = 0) -> dict:
+                     webui_port: int | None = None, nice: int = 0,
+                     user: daemons.DaemonUser | None = None, ui_host: str | None = None,
+                     properties: dict[str, str] | None = None,
+                     ui_token: str | None = None) -> dict:
         """Start the master only (workers come from :meth:`add_worker` or a provisioner);
-        ``nice`` > 0 runs it at lower CPU priority."""
+        ``nice`` > 0 runs it at lower CPU priority; ``user``: who it runs as; ``ui_host``:
+        where its web UI binds (default ``host``); ``properties``: more Spark properties;
+        ``ui_token``: the UI guard's token, if its properties put one in front of the UI.
+        The master is recorded in ``state.json`` before its process exists."""
         if self.is_running():
             raise ClusterError(f"a cluster is already running from {self.run_dir}: stop it first")
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -75,20 +79,27 @@ class LocalCluster:
         fixed = bool(port or webui_port)
         for attempt in range(1 if fixed else 3):
             p, w = free_ports(2, host)
-            rec = daemons.start_master(self.run_dir, host=host, port=port or p,
-                                       webui_port=webui_port or w,
+            p, w = port or p, webui_port or w
+            uhost = ui_host or host
+            state = {"master": None, "workers": [], "host": host,
+                     "master_url": master_url(host, p), "webui_url": webui_url(uhost, w),
+                     "authenticate": bool(secret)}
+
+            def record(rec, state=state):
+                self._save_state({**state, "master": rec})
+
+            rec = daemons.start_master(self.run_dir, host=host, port=p, webui_port=w,
                                        properties={**auth_properties(secret),
                                                    # a taken port fails the start (retried
                                                    # below) instead of moving silently to +1
-                                                   "spark.port.maxRetries": "0"},
-                                       nice=nice)
-            state = {"master": rec, "workers": [], "host": host,
-                     "master_url": master_url(host, rec["port"]),
-                     "webui_url": webui_url(host, rec["webui_port"]),
-                     "authenticate": bool(secret)}
+                                                   "spark.port.maxRetries": "0",
+                                                   **(properties or {})},
+                                       nice=nice, user=user, ui_host=ui_host, record=record)
+            state["master"] = rec
             self._save_state(state)
             try:
-                wait_for_master(state["webui_url"], timeout, is_alive=lambda rec=rec: daemons.is_running(rec))
+                wait_for_master(state["webui_url"], timeout, ui_token=ui_token,
+                                is_alive=lambda rec=rec: daemons.is_running(rec))
                 return state
             except ClusterError as e:
                 tail = log_tail(rec["log"])
@@ -177,7 +188,7 @@ class LocalCluster:
         With ``wait`` it returns once the server answers an authenticated RPC; a server that
         fails to start is stopped and forgotten. Returns the server's record."""
         state = self.load_state()
-        if not state or not daemons.is_running(state["master"]):
+        if not state or not self.is_running():
             raise ClusterError(f"no cluster running in {self.run_dir}: start it first")
         if spark_connect.is_running(state.get("connect")):
             raise ClusterError(f"a Spark Connect server is already running for {self.run_dir} "
@@ -236,7 +247,7 @@ class LocalCluster:
         if not state:
             return {"running": False, "master_url": None, "webui_url": None, "workers": [],
                     "connect": None, "run_dir": str(self.run_dir)}
-        running = daemons.is_running(state["master"])
+        running = self.is_running()
         ms = fetch_master_state(state["webui_url"], timeout=3.0) if running else None
         crec = state.get("connect")
         return {
@@ -262,7 +273,8 @@ class LocalCluster:
             "processes": [
                 {"role": r["role"], "name": r.get("name", "master"), "pid": r["pid"],
                  "running": daemons.is_running(r), "log": r["log"]}
-                for r in [state["master"], *state["workers"], *([crec] if crec else [])]
+                for r in [*([state["master"]] if state.get("master") else []), *state["workers"],
+                          *([crec] if crec else [])]
             ],
         }
 
@@ -278,7 +290,7 @@ class LocalCluster:
                 pids.append(self.stop_connect())
             except ClusterError as e:
                 errors.append(str(e))
-        for rec in [*state.get("workers", []), state["master"]]:
+        for rec in [*state.get("workers", []), *([state["master"]] if state.get("master") else [])]:
             try:
                 daemons.stop_daemon(rec)
                 pids.append(rec["pid"])

@@ -187,6 +187,26 @@ class OptionsSchema:
                 f"at most {max(free, 0)} now: the hub runs {in_use} of its "
                 f"{self.limits.max_workers_total} workers")
 
+    def check_user_total(self, options: ClusterOptions, others: Sequence[ClusterOptions]) -> None:
+        """Refuse when ``options`` plus the user's ``others`` (her other servers' clusters)
+        exceed a per-user limit: the limits are per user, not per server."""
+        lim = self.limits
+        used = (sum(o.workers for o in others), sum(o.total_cores for o in others),
+                sum(o.total_memory_mb for o in others))
+        if not others:
+            return
+        for label, have, want, limit in (
+                ("workers", used[0], options.workers, lim.max_workers_per_user),
+                ("cores", used[1], options.total_cores, lim.max_cores_per_user),
+                ("memory", used[2], options.total_memory_mb, memory_mb(lim.max_memory_per_user))):
+            if have + want > limit:
+                fmt = (lambda mb: f"{format_mb(mb).upper()}B") if label == "memory" else str
+                raise ValidationError(
+                    "workers", options.workers,
+                    f"fewer: with this server's {fmt(want)} the user would hold {fmt(have + want)} "
+                    f"{label} over her {len(others) + 1} servers (per-user limit {fmt(limit)}; "
+                    f"her other servers hold {fmt(have)})")
+
     # -- the form, from the same fields ---------------------------------------------------------
     def render_form(self, previous: Mapping | None = None) -> str:
         prev = dict(previous or {})

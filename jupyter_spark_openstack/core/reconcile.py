@@ -41,11 +41,14 @@ class ReconcileReport:
 
 class Reconciler:
     """``Reconciler(provisioner, hub_id, known_clusters, grace=300)``; ``known_clusters`` is
-    an async callable returning the cluster ids of every running or pending user server."""
+    an async callable returning the cluster ids of every running or pending user server;
+    ``before_round``, an async callable run at the start of every round."""
 
     def __init__(self, provisioner: Provisioner, hub_id: str,
                  known_clusters: Callable[[], Awaitable[set[str]]], *, grace: float = 300.0,
-                 log: logging.Logger | None = None, max_parallel_deletes: int = 8):
+                 log: logging.Logger | None = None, max_parallel_deletes: int = 8,
+                 before_round: Callable[[], Awaitable[object]] | None = None):
+        self.before_round = before_round
         self.provisioner = provisioner
         self.hub_id = hub_id
         self.known_clusters = known_clusters
@@ -63,6 +66,10 @@ class Reconciler:
         return max(local_age, backend_age)
 
     async def run_once(self) -> ReconcileReport:
+        """One round: ``before_round`` (the hub's orphan clusters on this host), then every
+        worker of this hub that no known cluster owns."""
+        if self.before_round is not None:
+            await self.before_round()
         report = ReconcileReport()
         records = await self.provisioner.list_workers(hub_id=self.hub_id)
         report.seen = len(records)
@@ -110,6 +117,11 @@ class Reconciler:
                                  rec.name, rec.id, rec.owner or "?")
 
         await asyncio.gather(*(delete(r, a) for r, a in orphans))
+        try:
+            await self.provisioner.reconcile_extras(hub_id=self.hub_id, min_age=self.grace)
+        except ProvisionerError as e:
+            self.log.error("reconciler: cleaning up %s resources failed: %s; will retry next "
+                           "round", self.provisioner.name, e)
         self.rounds += 1
         return report
 

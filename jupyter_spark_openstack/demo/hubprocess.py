@@ -132,6 +132,15 @@ class HubProcess:
                 pass
 
 
+def stop_hub_leaving_nothing(hub: HubProcess) -> None:
+    """Stop ``hub`` (SIGTERM: it stops every server and cluster), then kill whatever still
+    runs under its directory and fail naming it: for tests and benchmarks."""
+    hub.stop()
+    left = processes_under(hub.dir)
+    kill_processes(left)
+    assert not left, f"processes left after the hub stopped: {[p.cmdline()[:3] for p in left]}"
+
+
 def start_hub(directory, *, attempts: int = 3, **config) -> HubProcess:
     """Write a hub config (``write_hub_config`` keywords) and start it; on a port taken
     between choosing and binding it (busy machines), choose new ports and try again."""

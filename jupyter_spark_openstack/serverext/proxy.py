@@ -25,6 +25,7 @@ from jupyter_server.utils import url_path_join
 from tornado import httpclient, web
 
 from ..core.clusterinfo import APP_ID_RE, parse_app_ui_links
+from ..core.spark import uiguard
 
 _ATTR_RE = re.compile(r'((?:href|src|action)=["\'])/(?!/)')
 _ROOT_JS_RE = re.compile(r"(setUIRoot|setAppBasePath)\('([^']*)'\)")
@@ -97,7 +98,9 @@ class SparkUIProxyHandler(JupyterHandler):
             resp = await client.fetch(url, method=method, follow_redirects=False, raise_error=False,
                                       request_timeout=self.ext.config.ui_request_timeout,
                                       connect_timeout=self.ext.config.request_timeout,
-                                      headers={"Accept": self.request.headers.get("Accept", "*/*")})
+                                      headers={"Accept": self.request.headers.get("Accept", "*/*"),
+                                               # her cluster's UI guard token (uiguard)
+                                               **uiguard.headers()})
         except (OSError, httpclient.HTTPError) as e:
             code = 504 if "Timeout" in type(e).__name__ or "timed out" in str(e).lower() else 502
             raise web.HTTPError(code, f"Spark UI at {upstream} did not answer: {e}") from None

@@ -1,28 +1,32 @@
-"""The per-user kernelspecs the spawner writes once the user's cluster is up."""
+"""The per-user kernelspecs the spawner writes once the user's cluster is up.
+
+They go into the cluster's session directory (made fresh at this start, writable by the hub
+alone): directories 0755 and ``kernel.json`` 0644 of the hub's (nothing secret in them), her
+copies of the secret and the Connect token created new and owned by her (0600).
+"""
 
 from __future__ import annotations
 
-import os
-import shutil
+import json
 from pathlib import Path
 
+from ..core import safefs
 from ..core.cluster import SparkCluster
-from ..core.kernelspec import install_kernelspec
-from ..core.models import KernelSettings
+from ..core.kernelspec import build_kernel_json, logo_dir
+from ..core.models import KernelSettings, parse_kernel_name
 from ..core.options import ClusterOptions
 
 
-def _private_copy(src: str, dst: Path) -> str:
-    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f, open(src) as s:
-        shutil.copyfileobj(s, f)
-    return str(dst)
+def _private_copy(src: str, dst: Path, owner) -> str:
+    with open(src, "rb") as s:
+        return safefs.write_file(dst, s.read(), 0o600, owner, replace=True)
 
 
 def user_kernel_settings(spawner, cluster: SparkCluster, options: ClusterOptions,
-                         user_dir: Path) -> list[KernelSettings]:
+                         user_dir: Path, owner=None) -> list[KernelSettings]:
     """Kernel settings for this user's cluster: executor = one per worker, cores.max = all."""
-    secret_file = _private_copy(cluster.secret_file, user_dir / "spark-secret") if cluster.secret_file else None
+    secret_file = (_private_copy(cluster.secret_file, user_dir / "spark-secret", owner)
+                   if cluster.secret_file else None)
     size = options.size
     common = dict(
         master=cluster.master_url,
@@ -30,7 +34,7 @@ def user_kernel_settings(spawner, cluster: SparkCluster, options: ClusterOptions
         executor_cores=size.cores,
         cores_max=options.total_cores,
         driver_memory=spawner.kernel_driver_memory,
-        conf=dict(spawner.kernel_conf),
+        conf={**cluster.spark_conf, **dict(spawner.kernel_conf)},
         secret_file=secret_file,
         cluster_name=cluster.cluster_id,
         webui_url=cluster.webui_url,
@@ -39,7 +43,7 @@ def user_kernel_settings(spawner, cluster: SparkCluster, options: ClusterOptions
     specs = []
     connect = cluster.state.get("connect") or {}
     if connect.get("url"):
-        token_file = _private_copy(connect["token_file"], user_dir / "connect-token")
+        token_file = _private_copy(connect["token_file"], user_dir / "connect-token", owner)
         specs.append(KernelSettings.parse(
             name="pyspark", display_name=f"PySpark ({desc})", connect_url=connect["url"],
             connect_token_file=token_file, **common))
@@ -51,10 +55,20 @@ def user_kernel_settings(spawner, cluster: SparkCluster, options: ClusterOptions
 
 
 def write_user_kernelspecs(spawner, cluster: SparkCluster, options: ClusterOptions,
-                           user_dir: Path) -> list[str]:
+                           user_dir: Path, owner=None) -> list[str]:
     """Write the kernelspecs into ``<user_dir>/jupyter/kernels/`` (put on JUPYTER_PATH)."""
-    data_dir = user_dir / "jupyter"
+    kdir = user_dir / "jupyter" / "kernels"
+    safefs.make_dirs(kdir, 0o755)
+    python = spawner.user_python or None
+    spark_home = spawner.spark_home or None
+    logos = sorted(logo_dir().glob("logo-*")) if logo_dir() else []
     paths = []
-    for settings in user_kernel_settings(spawner, cluster, options, user_dir):
-        paths.append(str(install_kernelspec(settings, data_dir=str(data_dir), replace=True)))
+    for settings in user_kernel_settings(spawner, cluster, options, user_dir, owner):
+        dest = safefs.make_dir(kdir / parse_kernel_name("name", settings.name), 0o755)
+        spec = build_kernel_json(settings, python=python, spark_home=spark_home)
+        safefs.write_file(dest / "kernel.json",
+                          json.dumps(spec, indent=1, sort_keys=True) + "\n", 0o644)
+        for logo in logos:
+            safefs.write_file(dest / logo.name, logo.read_bytes(), 0o644)
+        paths.append(str(dest))
     return paths

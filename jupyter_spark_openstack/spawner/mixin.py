@@ -9,20 +9,30 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 import time
-import weakref
 from pathlib import Path
 
 from tornado import web
 from traitlets import Bool, Dict, Float, Int, List, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
-from ..core.cluster import ClusterConfig, SparkCluster, safe_id, stop_orphan_clusters
+from ..core import naming
+from ..core.cluster import ClusterConfig, SparkCluster
 from ..core.errors import ClusterError, ProvisionerError, ValidationError
 from ..core.models import parse_conf, parse_memory
-from ..core.options import DEFAULT_SIZES, Limits, OptionsSchema
+from ..core.options import DEFAULT_SIZES, ClusterOptions, Limits, OptionsSchema
 from ..core.provisioners import load_provisioner_class
-from ..core.reconcile import Reconciler
+from ..core.spark import uiguard
+from ..core.spark.daemons import DaemonUser
+from ..core.spark.home import is_spark_home
+from .hubstate import HubState, Usage
+
+#: hub variables no allow-list may pass to a user's daemons
+_NEVER_PASSED = ("CONFIGPROXY_AUTH_TOKEN", "JUPYTERHUB_API_TOKEN", "JUPYTERHUB_CRYPT_KEY",
+                 "JPY_COOKIE_SECRET")
+#: where per-user state goes on a hub that runs as root (users must traverse to their files)
+ROOT_CLUSTER_RUN_DIR = "/var/lib/jupyter-spark-openstack/clusters"
 
 
 class SparkClusterMixin(LoggingConfigurable):
@@ -55,6 +65,41 @@ class SparkClusterMixin(LoggingConfigurable):
     max_cores_per_user = Int(16, config=True, help="At most this many worker cores per user.")
     max_memory_per_user = Unicode("32g", config=True, help="At most this much worker memory per user (Spark form).")
     max_workers_total = Int(32, config=True, help="At most this many workers on the whole hub.")
+    max_servers_per_user = Int(
+        0, config=True,
+        help="At most this many Spark clusters (each with its master and Connect server) per "
+             "user, over all her named servers; 0: no limit beyond JupyterHub's "
+             "named_server_limit_per_user. The per-user worker, core and memory limits are "
+             "always summed over all her servers.")
+
+    # ---- who the user's daemons run as -------------------------------------------------------
+    #: True: each user's master, Connect server and local workers run as her own system
+    #: account (SparkOpenStackSpawner); False: as the hub's user (single-user and demo hubs)
+    daemons_as_system_user = False
+    daemon_env_keep = List(
+        Unicode(), ["PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "JAVA_HOME"], config=True,
+        help="Names of the hub's environment variables that the users' Spark daemons (master, "
+             "Connect server, local workers, hence her executors) get. Nothing else of the "
+             "hub's environment passes: no OS_* cloud credentials, no proxy or hub token.")
+    daemon_environment = Dict(
+        Unicode(), config=True,
+        help="More environment variables for the users' Spark daemons (name: value).")
+    spark_ui_guard = Bool(
+        True, config=True,
+        help="Put a per-cluster token in front of every web UI of the user's daemons and "
+             "drivers on the hub host (a servlet filter compiled once with the JDK's javac): "
+             "another account on the host, which can reach every loopback port, gets 403 from "
+             "her master, worker and application UIs (executor logs included); the hub and her "
+             "notebook server's proxy send the token.")
+    user_python = Unicode(
+        "", config=True,
+        help="The Python of the users' PySpark kernels and of their executors' Python workers "
+             "(it needs pyspark, pyarrow and ipykernel, and every user must be able to run it: "
+             "on a hub running as root, not a venv under /root). Default: the hub's Python.")
+    spark_home = Unicode(
+        "", config=True,
+        help="The Spark the users' daemons and classic kernels run (readable by every user). "
+             "Default: $SPARK_HOME, else the Spark inside the hub's pyspark wheel.")
 
     # ---- master ----------------------------------------------------------------------------
     master_mode = Unicode(
@@ -90,8 +135,11 @@ class SparkClusterMixin(LoggingConfigurable):
              "hubs share one cloud project.")
     cluster_run_dir = Unicode(
         "", config=True,
-        help="Where per-user cluster state, logs and kernelspecs go "
-             "(default: <jupyter runtime dir>/spark-openstack/clusters).")
+        help="Where per-user cluster state, logs and kernelspecs go: a directory of the hub's "
+             "own. Each user's files are in a fresh directory per start that only she can read. "
+             "Default: <jupyter runtime dir>/spark-openstack/clusters, or "
+             f"{ROOT_CLUSTER_RUN_DIR} on a hub running as root (users must be able to "
+             "traverse every parent directory).")
     cluster_start_timeout = Float(
         300.0, config=True,
         help="Seconds for master + all workers to register; keep below start_timeout.")
@@ -125,70 +173,43 @@ class SparkClusterMixin(LoggingConfigurable):
         300.0, config=True,
         help="An unowned worker or cluster is deleted only once it is this old (seconds).")
 
-    # ---- class-level bookkeeping (one hub process) --------------------------------------------
-    _provisioner_cache: dict = {}
-    _workers_in_use: dict = {}
-    _live: weakref.WeakSet = weakref.WeakSet()
-    _reconcilers: dict = {}
     #: lifecycle changes within this many seconds go to the hub database in one commit
     #: (each commit blocks the hub's event loop on an fsync; the lifecycle also writes every
     #: change to <run_dir>/cluster.json at once, which the reconciler reads)
     persist_delay = 0.5
     _persist_handle = None
     _stopping = False
+    _starting = False
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        SparkClusterMixin._live.add(self)
+        self._hub.spawners.add(self)
         try:
             asyncio.get_running_loop().call_soon(self._ensure_reconciler)
         except RuntimeError:  # no loop (e.g. config checks): started on first start()
             pass
 
-    def _known_clusters(self) -> set[str]:
-        known = set()
-        for sp in list(SparkClusterMixin._live):
-            if getattr(sp, "_cluster", None) is not None:
-                known.add(sp._cluster.cluster_id)
-            if getattr(sp, "user", None) is not None and (sp.active or sp.pending):
-                known.add(safe_id(self.hub_id, sp.user.name, sp.name or ""))
-        return known
+    @property
+    def _hub(self) -> HubState:
+        """This hub process's shared state (provisioners, usage, reconciler)."""
+        return HubState.get(self.hub_id)
+
+    @property
+    def cluster_id(self) -> str:
+        """The id of this server's cluster (injective in user and server name)."""
+        return naming.cluster_id(self.hub_id, self.user.name, self.name or "")
 
     def _ensure_reconciler(self) -> None:
-        """One reconciler task per (provisioner, hub) in this hub process."""
-        if self.reconcile_interval <= 0:
-            return
-        key = (self.provisioner, repr(sorted(self.provisioner_config.items())), self.hub_id)
-        task = SparkClusterMixin._reconcilers.get(key)
-        if task is not None and not task.done():
-            return
+        """One reconciler per provisioner of this hub (see :class:`HubState`)."""
         try:
             prov = self._get_provisioner()
             config = self._cluster_config()
         except Exception:
             self.log.exception("reconciler not started: bad configuration")
             return
-        base_dir = self._cluster_base_dir
-        grace, interval, logger = self.reconcile_grace, self.reconcile_interval, self.log
-
-        async def known() -> set[str]:
-            return self._known_clusters()
-
-        reconciler = Reconciler(prov, self.hub_id, known, grace=grace, log=logger)
-
-        async def loop():
-            while True:
-                try:
-                    await stop_orphan_clusters(base_dir, config, prov, self._known_clusters(),
-                                               grace=grace, logger=logger)
-                    await reconciler.run_once()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # noqa: BLE001 - log and try again next round
-                    logger.exception("reconciliation round failed")
-                await asyncio.sleep(interval)
-
-        SparkClusterMixin._reconcilers[key] = asyncio.get_running_loop().create_task(loop())
+        self._hub.ensure_reconciler(prov, config, self._cluster_base_dir,
+                                    interval=self.reconcile_interval, grace=self.reconcile_grace,
+                                    log=self.log)
 
     @validate("provisioner")
     def _check_provisioner(self, proposal):
@@ -200,6 +221,40 @@ class SparkClusterMixin(LoggingConfigurable):
         from ..core.models import parse_memory  # noqa: PLC0415
 
         return parse_memory("max_memory_per_user", proposal["value"])
+
+    @validate("hub_id")
+    def _check_hub_id(self, proposal):
+        return naming.parse_hub_id("hub_id", proposal["value"])
+
+    @validate("max_servers_per_user")
+    def _check_max_servers(self, proposal):
+        v = proposal["value"]
+        if v < 0:
+            raise ValidationError("max_servers_per_user", v, "a whole number >= 0 (0: no limit)")
+        return v
+
+    @validate("daemon_env_keep")
+    def _check_env_keep(self, proposal):
+        for name in proposal["value"]:
+            if name in _NEVER_PASSED or name.startswith("OS_"):
+                raise ValidationError("daemon_env_keep", name,
+                                      "names of variables users may see: never the hub's "
+                                      "secrets (" + ", ".join(_NEVER_PASSED) + ", OS_*)")
+        return proposal["value"]
+
+    @validate("user_python")
+    def _check_user_python(self, proposal):
+        v = proposal["value"]
+        if v and not (os.path.isabs(v) and os.access(v, os.X_OK)):
+            raise ValidationError("user_python", v, "the absolute path of an executable Python")
+        return v
+
+    @validate("spark_home")
+    def _check_spark_home(self, proposal):
+        v = proposal["value"]
+        if v and not is_spark_home(v):
+            raise ValidationError("spark_home", v, "a Spark directory (with bin/spark-class and jars/)")
+        return v
 
     @validate("master_mode")
     def _check_mode(self, proposal):
@@ -227,7 +282,59 @@ class SparkClusterMixin(LoggingConfigurable):
             connect_server=self.connect_server,
             connect_driver_memory=parse_memory("connect_driver_memory", self.connect_driver_memory),
             connect_conf=parse_conf("connect_conf", self.connect_conf),
-            daemon_nice=self.spark_daemon_nice, master_start_slots=self.master_start_slots)
+            connect_python=self.user_python or None,
+            daemon_nice=self.spark_daemon_nice, master_start_slots=self.master_start_slots,
+            base_dir=str(self._cluster_base_dir),
+            ui_guard=self.spark_ui_guard and self.master_mode == "per-user")
+
+    def _daemon_user(self) -> DaemonUser:
+        """Who this user's daemons run as, and their whole environment (allow-listed)."""
+        env = {k: os.environ[k] for k in self.daemon_env_keep if k in os.environ}
+        env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+        env.update(self.daemon_environment)
+        if self.spark_home:
+            env["SPARK_HOME"] = self.spark_home
+        for k in _NEVER_PASSED:
+            env.pop(k, None)
+        name = self.user.name
+        if not self.daemons_as_system_user:
+            env.setdefault("HOME", os.path.expanduser("~"))
+            return DaemonUser(name=name, env=env)
+        import pwd  # noqa: PLC0415
+
+        try:
+            pw = pwd.getpwnam(name)
+        except KeyError:
+            raise ValidationError("user", naming.printable(name),
+                                  "a system account of that name: this spawner runs each "
+                                  "user's Spark daemons as her own account") from None
+        if pw.pw_uid == 0:
+            raise ValidationError("user", name, "an account other than root")
+        if os.geteuid() != 0 and pw.pw_uid != os.geteuid():
+            raise ValidationError("user", name,
+                                  "the hub's own account, or run the hub as root: only root can "
+                                  "start the user's daemons as her account")
+        env.update(HOME=pw.pw_dir, USER=name, LOGNAME=name, SHELL=pw.pw_shell or "/bin/sh")
+        if pw.pw_uid == os.geteuid():
+            return DaemonUser(name=name, env=env)
+        return DaemonUser(name=name, uid=pw.pw_uid, gid=pw.pw_gid, env=env)
+
+    def _check_run_dir_reachable(self, daemon_user: DaemonUser) -> None:
+        """Another account must traverse every parent of the run directory to read her
+        kernelspecs: refuse a layout where she cannot (e.g. under /root)."""
+        if daemon_user.uid is None:
+            return
+        p = self._cluster_base_dir.resolve()
+        for d in [p, *p.parents]:
+            try:
+                mode = os.stat(d).st_mode
+            except FileNotFoundError:
+                continue
+            if not mode & stat.S_IXOTH:
+                raise ValidationError(
+                    "cluster_run_dir", str(self._cluster_base_dir),
+                    f"a directory every user can traverse ({d} is mode "
+                    f"{stat.S_IMODE(mode):o}, without o+x), e.g. {ROOT_CLUSTER_RUN_DIR}")
 
     def _check_connect_is_local(self) -> None:
         """Kernels reach the Connect server on localhost; a notebook server on another host
@@ -242,25 +349,26 @@ class SparkClusterMixin(LoggingConfigurable):
                 "(set c.SparkClusterMixin.connect_server = False)")
 
     def _get_provisioner(self):
-        key = (self.provisioner, repr(sorted(self.provisioner_config.items())))
-        prov = SparkClusterMixin._provisioner_cache.get(key)
-        if prov is None:
-            cls = load_provisioner_class(self.provisioner)
-            prov = cls(dict(self.provisioner_config), log=self.log)
-            SparkClusterMixin._provisioner_cache[key] = prov
-        return prov
+        return self._hub.provisioner(self.provisioner, self.provisioner_config, self.log)
 
     @property
     def _cluster_base_dir(self) -> Path:
         if self.cluster_run_dir:
             return Path(self.cluster_run_dir)
+        if os.geteuid() == 0:
+            return Path(ROOT_CLUSTER_RUN_DIR)
         from ..core.paths import runtime_root  # noqa: PLC0415
 
         return runtime_root() / "clusters"
 
     @property
     def _key(self) -> str:
-        return safe_id(self.user.name, self.name or "")
+        """This server's key (:func:`..core.naming.user_key`): its run directory's name."""
+        return naming.user_key(self.user.name, self.name or "")
+
+    @property
+    def _log_name(self) -> str:
+        return naming.printable(super()._log_name)
 
     # ---- the form ----------------------------------------------------------------------------
     @default("options_form")
@@ -282,10 +390,19 @@ class SparkClusterMixin(LoggingConfigurable):
         super().load_state(state)
         cstate = (state or {}).get("cluster")
         if cstate and cstate.get("phase") != "stopped":
-            self._cluster = SparkCluster.from_state(self._cluster_config(), self._get_provisioner(),
-                                                    cstate, on_change=self._persist_soon,
-                                                    logger=self.log)
-            SparkClusterMixin._workers_in_use[self._key] = len(cstate.get("records", []))
+            try:
+                self._cluster = SparkCluster.from_state(self._cluster_config(),
+                                                        self._get_provisioner(), cstate,
+                                                        on_change=self._persist_soon,
+                                                        logger=self.log)
+            except ClusterError as e:  # e.g. a path outside the run directory: refused
+                self.log.error("ignoring the saved Spark cluster of %s: %s", self._log_name, e)
+                return
+            try:
+                options = self.options_schema.parse(cstate.get("options") or {})
+                self._hub.usage[self._key] = Usage(self.user.name, self.name or "", options, self.cluster_id)
+            except ValidationError:
+                pass
 
     def clear_state(self):
         """Called when the notebook server stopped. A cluster that is not yet deleted stays in
@@ -294,7 +411,7 @@ class SparkClusterMixin(LoggingConfigurable):
         super().clear_state()
         if self._cluster is not None and self._cluster.state.get("phase") == "stopped":
             self._cluster = None
-            SparkClusterMixin._workers_in_use.pop(self._key, None)
+            self._hub.usage.pop(self._key, None)
 
     def _persist_soon(self) -> None:
         """The lifecycle's ``on_change``: save state to the hub database during the spawn, not
@@ -358,18 +475,31 @@ class SparkClusterMixin(LoggingConfigurable):
                 pass
 
     # ---- start / stop / poll -----------------------------------------------------------------
-    def _validated_options(self):
+    def _validated_options(self) -> ClusterOptions:
+        """The spawn options, within the per-server, per-user (over all her servers) and
+        hub-wide limits."""
         self._check_connect_is_local()
         schema = self.options_schema
         options = schema.parse(self.user_options or {})
-        in_use = sum(n for k, n in SparkClusterMixin._workers_in_use.items() if k != self._key)
-        schema.check_hub_total(options, in_use)
+        hub = self._hub
+        others = hub.others_of(self.user.name, self._key)
+        if self.max_servers_per_user and len(others) >= self.max_servers_per_user:
+            names = ", ".join(repr(u.server_name) if u.server_name else "the default server"
+                              for u in others.values())
+            raise ValidationError(
+                "max_servers_per_user", len(others) + 1,
+                f"at most {self.max_servers_per_user} Spark cluster(s) per user: "
+                f"{naming.printable(self.user.name)} already has {len(others)} ({names}); "
+                "stop one first")
+        schema.check_user_total(options, [u.options for u in others.values()])
+        schema.check_hub_total(options, hub.workers_in_use(except_key=self._key))
         return options
 
     async def start(self):
         self._ensure_reconciler()
         self._event_list = []
         self._start_done = False
+        self._starting = True
         try:
             if self._cluster is not None:  # left from a stop that failed: delete it first
                 self._emit(2, "Deleting the previous Spark cluster")
@@ -377,14 +507,18 @@ class SparkClusterMixin(LoggingConfigurable):
                 self._cluster = None
             try:
                 options = self._validated_options()
+                daemon_user = self._daemon_user()
+                self._check_run_dir_reachable(daemon_user)
             except ValidationError as e:
                 self._emit(100, f"Invalid options: {e}")
                 raise web.HTTPError(400, f"Invalid spawn options: {e}") from None
-            SparkClusterMixin._workers_in_use[self._key] = options.workers
-            run_dir = self._cluster_base_dir / self._key
+            self._hub.usage[self._key] = Usage(self.user.name, self.name or "", options, self.cluster_id)
+            config = self._cluster_config()
+            config.daemon_user = daemon_user
             self._cluster = SparkCluster.new(
-                self._cluster_config(), self._get_provisioner(), owner=self.user.name,
-                server_name=self.name or "", options=options, run_dir=run_dir,
+                config, self._get_provisioner(), owner=self.user.name,
+                server_name=self.name or "", options=options,
+                run_dir=self._cluster_base_dir / self._key,
                 emit=self._emit, on_change=self._persist_soon, logger=self.log)
             try:
                 await self._cluster.start()
@@ -401,19 +535,23 @@ class SparkClusterMixin(LoggingConfigurable):
             return result
         finally:
             self._start_done = True
+            self._starting = False
             ev = getattr(self, "_events_changed", None)
             if ev is not None:
                 ev.set()
 
     async def _cleanup_failed_start(self) -> None:
-        SparkClusterMixin._workers_in_use.pop(self._key, None)
         if self._cluster is not None:
             try:
                 await self._cluster.stop()
-            except Exception:
-                self.log.exception("cleaning up %s's cluster failed", self._log_name)
-            self._cluster = None
+                self._cluster = None
+                self._hub.usage.pop(self._key, None)
+            except Exception as e:  # kept in state: the reconciler tries again
+                self.log.error("cleaning up %s's cluster failed (the reconciler will retry): %s",
+                               self._log_name, e)
             self._persist()
+        else:
+            self._hub.usage.pop(self._key, None)
 
     async def stop(self, now=False):
         cluster = self._cluster
@@ -425,7 +563,7 @@ class SparkClusterMixin(LoggingConfigurable):
                 if cluster is not None:
                     await cluster.stop()  # raises if anything could not be deleted: state is kept
                 self._cluster = None
-                SparkClusterMixin._workers_in_use.pop(self._key, None)
+                self._hub.usage.pop(self._key, None)
             finally:
                 self._stopping = False
 
@@ -439,7 +577,7 @@ class SparkClusterMixin(LoggingConfigurable):
                 try:
                     await self._cluster.stop()
                     self._cluster = None
-                    SparkClusterMixin._workers_in_use.pop(self._key, None)
+                    self._hub.usage.pop(self._key, None)
                 except Exception:
                     self.log.exception("deleting %s's cluster failed; kept in state", self._log_name)
                 self._persist()
@@ -456,34 +594,17 @@ class SparkClusterMixin(LoggingConfigurable):
     # ---- what the notebook server sees ---------------------------------------------------------
     @property
     def _user_dir(self) -> Path:
-        return self._cluster.run_dir / "user"
+        """This start's session directory: what her notebook server reads (kernelspecs,
+        her copies of the secret and the Connect token), made fresh by the lifecycle."""
+        return self._cluster.session_dir
 
     def _prepare_user_files(self, options) -> None:
-        """Per-user data dir (kernelspecs, secret copy) readable by the user alone."""
+        """Her kernelspecs and private files, each created new in the session directory
+        (no chown of anything that exists, no link followed)."""
         from .kernels import write_user_kernelspecs  # noqa: PLC0415
 
-        udir = self._user_dir
-        udir.mkdir(parents=True, exist_ok=True)
-        os.chmod(udir, 0o700)
-        write_user_kernelspecs(self, self._cluster, options, udir)
-        self._chown_user_tree(udir)
-
-    def _chown_user_tree(self, path: Path) -> None:
-        """With real system users (LocalProcessSpawner as root), hand the dir to the user."""
-        if os.geteuid() != 0:
-            return
-        try:
-            import pwd  # noqa: PLC0415
-
-            pw = pwd.getpwnam(self.user.name)
-        except (KeyError, ImportError):
-            return
-        if pw.pw_uid == 0:
-            return
-        os.chown(path.parent, pw.pw_uid, pw.pw_gid)  # traverse the run dir
-        os.chmod(path.parent, 0o711)
-        for p in [path, *path.rglob("*")]:
-            os.chown(p, pw.pw_uid, pw.pw_gid)
+        write_user_kernelspecs(self, self._cluster, options, self._user_dir,
+                               owner=self._cluster.daemon_user.owner)
 
     def get_env(self):
         env = super().get_env()
@@ -494,9 +615,12 @@ class SparkClusterMixin(LoggingConfigurable):
             conn = (c.state.get("connect") or {}).get("url")
             if conn:
                 env["SPARK_OPENSTACK_CONNECT_URL"] = conn
-            jpath = str(self._user_dir / "jupyter")
+            jpath = str(self._user_dir / "jupyter") if self._user_dir else ""
             env["JUPYTER_PATH"] = os.pathsep.join(p for p in (jpath, env.get("JUPYTER_PATH", "")) if p)
             env["SPARK_OPENSTACK_CLUSTER"] = f"{c.state['workers']} workers · {c.state['cores']} cores"
+            guard = c.state.get("ui_guard") or {}
+            if guard.get("user_token_file"):
+                env[uiguard.ENV_TOKEN_FILE] = guard["user_token_file"]
         return env
 
     # The admin view (serverext/admin.py) calls the hub API with the browser admin's own OAuth

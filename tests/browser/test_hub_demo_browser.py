@@ -8,9 +8,9 @@ import re
 
 import pytest
 
-from jupyter_spark_openstack.core.spark.master_client import fetch_master_state
 from jupyter_spark_openstack.demo.client import HubClient
 from jupyter_spark_openstack.demo.hubprocess import kill_processes, processes_under, start_hub
+from tests._clusters import master_state
 
 from .conftest import CHROMIUM, CHROMIUM_ARGS
 
@@ -68,7 +68,7 @@ def test_login_options_progress_and_a_job_in_the_browser(tmp_path, artifacts):
                 page.screenshot(path=str(artifacts / "hub-notebook-job.png"))
             browser.close()
         cluster = client.api("GET", "/users/dora").json()["servers"][""]["state"]["cluster"]
-        apps = fetch_master_state(cluster["master"]["webui_url"]).active_apps
+        apps = master_state(cluster).active_apps
         assert [a.name for a in apps] == ["spark-connect-dora"]
         client.stop("dora")
         assert not processes_under(tmp_path / "hub" / "clusters" / "dora")

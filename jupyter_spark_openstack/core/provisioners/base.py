@@ -125,5 +125,10 @@ class Provisioner(abc.ABC):
         """Console/log output of a worker, for error messages. Default: empty."""
         return ""
 
+    async def reconcile_extras(self, *, hub_id: str, min_age: float) -> None:  # noqa: B027
+        """Called once per reconciler round: delete backend resources of this hub that
+        belong to no worker any more (e.g. per-cluster security groups) once older than
+        ``min_age`` seconds. Default: nothing to do."""
+
     async def close(self) -> None:  # noqa: B027
         """Release clients and thread pools."""

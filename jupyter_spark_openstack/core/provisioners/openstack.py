@@ -618,6 +618,10 @@ class OpenStackProvisioner(Provisioner):
         return [{"id": g.id, "name": g.name, "cluster_id": cid, "created_at": _epoch(g.created_at)}
                 for g, cid in mine if cid not in used and not self._sg_inflight.get((hub_id, cid))]
 
+    async def reconcile_extras(self, *, hub_id: str, min_age: float) -> None:
+        """The reconciler's round: orphan per-cluster security groups."""
+        await self.delete_orphan_security_groups(hub_id=hub_id, min_age=min_age)
+
     async def delete_orphan_security_groups(self, *, hub_id: str, min_age: float = 0.0) -> list[str]:
         """Delete what :meth:`list_orphan_security_groups` finds (older than ``min_age``
         seconds); each is checked again under its cluster's lock first. Returns the names

@@ -38,7 +38,7 @@ from pathlib import Path
 from ..errors import ClusterError, ValidationError
 from ..models import parse_conf, parse_master_url, parse_memory, parse_positive_int
 from . import daemons
-from .home import check_java, find_spark_home
+from .home import check_java
 from .ports import connect_url, free_port, port_open
 
 CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
@@ -193,10 +193,13 @@ def start_connect_server(run_dir: str | os.PathLike, *, master_url: str, token: 
                          driver_memory: object = DEFAULT_DRIVER_MEMORY,
                          conf=None, secret: str | None = None, python: str | None = None,
                          app_name: str = "Spark Connect server", name: str = "connect",
-                         nice: int = 0) -> dict:
+                         nice: int = 0, user: daemons.DaemonUser | None = None,
+                         record=None) -> dict:
     """Start a Connect server for ``master_url``; returns its record at once (not yet ready:
-    call :func:`wait_connect_ready`); ``nice`` > 0 runs it at lower CPU priority. Bad values
-    raise :class:`ValidationError` before anything is written or started."""
+    call :func:`wait_connect_ready`); ``nice`` > 0 runs it at lower CPU priority; ``user``:
+    who it runs as (see :class:`.daemons.DaemonUser`); ``record`` is called with its record
+    before the process exists. Bad values raise :class:`ValidationError` before anything is
+    written or started."""
     master_url = parse_master_url("master_url", master_url)
     host = parse_connect_host("connect host", host)
     port = parse_positive_int("connect port", port, maximum=65535) if port else free_port(host)
@@ -211,31 +214,35 @@ def start_connect_server(run_dir: str | os.PathLike, *, master_url: str, token: 
     check_java()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    conf_dir = run_dir / "conf"
-    conf_dir.mkdir(parents=True, exist_ok=True)
-    extra.setdefault("spark.sql.warehouse.dir", str(run_dir / "spark-warehouse"))
-    props_file = daemons.write_properties(
-        run_dir / f"{name}.properties",
-        connect_properties(master_url=master_url, port=port, token=token, host=host,
-                           driver_memory=driver_memory, python=python, secret=secret,
-                           conf=extra, app_name=app_name))
-    argv = [os.path.join(find_spark_home(), "bin", "spark-submit"),
-            "--class", CONNECT_SERVER_CLASS, "--name", app_name,
-            "--properties-file", props_file, "spark-internal"]
+    conf_dir, work_dir = daemons.daemon_dirs(run_dir, user)
+    extra.setdefault("spark.sql.warehouse.dir", str(work_dir / "spark-warehouse"))
+    props = connect_properties(master_url=master_url, port=port, token=token, host=host,
+                               driver_memory=driver_memory, python=python, secret=secret,
+                               conf=extra, app_name=app_name)
+    for k, v in daemons.HARDENING.items():
+        props.setdefault(k, v)
+    props_file = daemons.write_properties(conf_dir / f"{name}.properties", props,
+                                          user.owner if user else None)
     env = daemons.daemon_env(host, str(conf_dir), {
         "PYSPARK_PYTHON": python,
         "SPARK_DRIVER_MEMORY": driver_memory,
-    })
+    }, user=user)
+    argv = [os.path.join(env["SPARK_HOME"], "bin", "spark-submit"),
+            "--class", CONNECT_SERVER_CLASS, "--name", app_name,
+            "--properties-file", props_file, "spark-internal"]
     for k in (TOKEN_ENV, "PYSPARK_DRIVER_PYTHON", "SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED"):
         env.pop(k, None)
+    extra_rec = {"name": name, "host": host, "port": port, "url": client_url(port),
+                 "master_url": master_url, "driver_memory": driver_memory,
+                 "properties_file": props_file, "python": python}
     try:
-        rec = daemons._spawn("connect", argv, run_dir / "logs" / f"{name}.log", env, nice)
+        rec = daemons._spawn("connect", argv, run_dir / "logs" / f"{name}.log", env, nice,
+                             marker=props_file, user=user,
+                             record=(lambda r: record({**r, **extra_rec})) if record else None)
     except OSError as e:
         Path(props_file).unlink(missing_ok=True)
         raise ConnectError(f"could not start the Spark Connect server: {e}") from None
-    rec.update({"name": name, "host": host, "port": port, "url": client_url(port),
-                "master_url": master_url, "driver_memory": driver_memory,
-                "properties_file": props_file, "python": python})
+    rec.update(extra_rec)
     return rec
 
 

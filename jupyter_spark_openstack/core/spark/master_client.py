@@ -105,10 +105,16 @@ def parse_master_json(webui_url: str, data: dict) -> MasterState:
     )
 
 
-def fetch_master_state(webui_url: str, timeout: float = 5.0) -> MasterState:
-    """GET ``{webui_url}/json/``; an unreachable master is a state, not an exception."""
+def fetch_master_state(webui_url: str, timeout: float = 5.0,
+                       ui_token: str | None = None) -> MasterState:
+    """GET ``{webui_url}/json/``; an unreachable master is a state, not an exception.
+    ``ui_token``: the cluster's UI guard token (default: ``$SPARK_OPENSTACK_UI_TOKEN_FILE``'s,
+    see :mod:`.uiguard`)."""
+    from . import uiguard  # noqa: PLC0415
+
+    req = urllib.request.Request(master_json_url(webui_url), headers=uiguard.headers(ui_token))
     try:
-        with urllib.request.urlopen(master_json_url(webui_url), timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             data = json.loads(resp.read().decode("utf-8"))
     except (urllib.error.URLError, OSError, ValueError) as e:
         reason = getattr(e, "reason", e)
@@ -116,24 +122,29 @@ def fetch_master_state(webui_url: str, timeout: float = 5.0) -> MasterState:
     return parse_master_json(webui_url, data)
 
 
-async def afetch_master_state(webui_url: str, timeout: float = 5.0) -> MasterState:
-    return await asyncio.to_thread(fetch_master_state, webui_url, timeout)
+async def afetch_master_state(webui_url: str, timeout: float = 5.0,
+                              ui_token: str | None = None) -> MasterState:
+    return await asyncio.to_thread(fetch_master_state, webui_url, timeout, ui_token)
 
 
-def wait_for_master(webui_url: str, timeout: float = 60.0, is_alive=None) -> MasterState:
+def wait_for_master(webui_url: str, timeout: float = 60.0, is_alive=None,
+                    ui_token: str | None = None) -> MasterState:
     """Poll until the master answers ``/json/`` (``is_alive()`` False aborts early)."""
     deadline = time.monotonic() + timeout
     state = None
+    died = False
     while time.monotonic() < deadline:
-        state = fetch_master_state(webui_url, timeout=2.0)
+        state = fetch_master_state(webui_url, timeout=2.0, ui_token=ui_token)
         if state.reachable:
             return state
         if is_alive is not None and not is_alive():
+            died = True
             break
         time.sleep(0.25)
     from ..errors import ClusterError  # noqa: PLC0415
 
-    raise ClusterError(f"Spark master at {webui_url} did not answer within {timeout:.0f}s"
+    what = "exited before its web UI answered" if died else f"did not answer within {timeout:.0f}s"
+    raise ClusterError(f"Spark master at {webui_url} {what}"
                        + (f": {state.error}" if state and state.error else ""))
 
 

@@ -1,0 +1,19 @@
+"""Reading a hub-spawned cluster's master from a test (which runs as the hub's user)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jupyter_spark_openstack.core.spark.master_client import MasterState, fetch_master_state
+
+
+def ui_token(cluster: dict) -> str | None:
+    """The cluster's UI guard token, from the hub's own copy (None without the guard)."""
+    path = (cluster.get("ui_guard") or {}).get("token_file")
+    return Path(path).read_text().strip() if path else None
+
+
+def master_state(cluster: dict, timeout: float = 10.0) -> MasterState:
+    """The master's /json/ of a cluster state (as the hub API shows it), with its token."""
+    return fetch_master_state(cluster["master"]["webui_url"], timeout=timeout,
+                              ui_token=ui_token(cluster))

@@ -1,0 +1,205 @@
+"""The isolation rules in pure code: injective keys, escaping, root-safe file operations,
+refused forged state. (The attacks on a real hub running as root are in
+test_hub_multitenant.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import os
+import subprocess
+import time
+
+import pytest
+
+from jupyter_spark_openstack.core import naming, safefs
+from jupyter_spark_openstack.core.cluster import (
+    ClusterConfig,
+    SparkCluster,
+    check_state_paths,
+    stop_orphan_clusters,
+)
+from jupyter_spark_openstack.core.errors import ValidationError
+from jupyter_spark_openstack.core.provisioners.local import LocalProvisioner
+from jupyter_spark_openstack.core.spark import daemons
+
+COLLIDING = [
+    ("a.b", ""), ("a_b", ""), ("a-b", ""), ("a b", ""), ("A.b", ""), ("a.B", ""),
+    ("alice", "x"), ("alice-x", ""), ("alice--x", ""), ("alice", "-x"), ("alice-", "x"),
+    ("alice", ""), ("alice", "x-"), ("alic", "ex"), ("alice-2dx", ""),
+    ("zoë", ""), ("zoe\u0308", ""), ("zoe", ""), ("日本", ""), ("😀", ""), ("\ud83d", ""),
+    ("a\rb", ""), ("a\nb", ""), ("a\x00b", ""), ("a\x1b[31mb", ""), ("ab", ""),
+    ("u" * 64, ""), ("u" * 65, ""), ("u" * 64, "s"), ("u" * 63 + "v", ""),
+    ("x" * 200, "a"), ("x" * 200, "b"), ("x" * 38, ""), ("x" * 39, ""), ("x" * 40, ""),
+]
+
+
+def test_distinct_user_server_pairs_get_distinct_keys():
+    keys = {pair: naming.user_key(*pair) for pair in COLLIDING}
+    assert len(set(keys.values())) == len(COLLIDING), {
+        k: [p for p in COLLIDING if keys[p] == k] for k in keys.values()
+        if sum(1 for p in COLLIDING if keys[p] == k) > 1}
+    for (user, server), key in keys.items():
+        assert len(key) <= naming.KEY_LENGTH
+        assert set(key) <= set("abcdefghijklmnopqrstuvwxyz0123456789-"), key
+        assert naming.user_key(user, server) == key    # stable
+
+
+def test_keys_read_as_the_name_when_it_is_plain():
+    assert naming.user_key("alice") == "alice"
+    assert naming.user_key("alice", "x") == "alice--x"
+    assert naming.user_key("a.b") == "a-2eb"
+    assert naming.user_key("a_b") == "a-5fb"
+    assert naming.user_key("a-b") == "a-2db"
+    assert naming.cluster_id("jupyterhub", "alice", "x") == "jupyterhub-alice--x"
+
+
+def test_exact_and_hashed_keys_never_meet():
+    # every escaped text shorter than KEY_LENGTH is its own key; longer ones are hashed to
+    # exactly KEY_LENGTH characters
+    for n in range(1, 80):
+        k = naming.user_key("u" * n)
+        assert (k == "u" * n) == (n < naming.KEY_LENGTH)
+        if n >= naming.KEY_LENGTH:
+            assert len(k) == naming.KEY_LENGTH
+    # an exhaustive pass over short names of the characters that used to collide
+    alphabet = "a.-_ A"
+    names = ["".join(t) for n in range(1, 5) for t in itertools.product(alphabet, repeat=n)]
+    servers = ["", "x", "-x"]
+    keys = [naming.user_key(n, s) for n in names for s in servers]
+    assert len(set(keys)) == len(keys)
+
+
+@pytest.mark.parametrize("bad", ["", "Hub", "hub_1", "-hub", "hub-", "h" * 21, 7, None])
+def test_hub_id_is_validated(bad):
+    with pytest.raises(ValidationError) as e:
+        ClusterConfig(hub_id=bad)
+    assert e.value.field == "hub_id"
+
+
+def test_printable_escapes_control_characters_for_log_lines():
+    assert naming.printable("alice") == "alice"
+    assert naming.printable("zoë") == "zoë"
+    out = naming.printable("evil\r\nINFO fake line\x1b[2J")
+    assert "\r" not in out and "\n" not in out and "\x1b" not in out
+    assert out == "evil\\r\\nINFO fake line\\x1b[2J"
+
+
+def test_properties_files_carry_no_raw_control_character(tmp_path):
+    props = {"spark.app.name": "spark-connect-a\rspark.ui.killEnabled=true",
+             "spark.x": "line1\nline2\\tail", "spark.y": " lead", "spark.z": "zoë\x00\x7f😀"}
+    path = daemons.write_properties(tmp_path / "d.properties", props)
+    text = open(path, encoding="ascii").read()    # pure ASCII: every other char is \uXXXX
+    lines = text.splitlines()
+    assert len(lines) == len(props)               # no value started a line of its own
+    assert all(ord(c) >= 0x20 for line in lines for c in line)
+    assert "spark.app.name=spark-connect-a\\rspark.ui.killEnabled=true" in lines
+    assert "spark.x=line1\\nline2\\\\tail" in lines
+    assert "spark.y=\\ lead" in lines
+    assert "spark.z=zo\\u00eb\\u0000\\u007f\\ud83d\\ude00" in lines
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+
+
+def test_root_never_writes_through_a_planted_link(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "file").symlink_to(victim)
+    with pytest.raises(FileExistsError):
+        safefs.write_file(tmp_path / "d" / "file", "attack")
+    # replace=True unlinks the link itself and creates a new file: the victim is untouched
+    safefs.write_file(tmp_path / "d" / "file", "new", replace=True)
+    assert victim.read_text() == "precious"
+    assert not (tmp_path / "d" / "file").is_symlink()
+    (tmp_path / "d" / "sub").symlink_to(tmp_path)
+    with pytest.raises(safefs.UnsafePathError):
+        safefs.make_dir(tmp_path / "d" / "sub", exist_ok=True)
+    with pytest.raises(safefs.UnsafePathError):
+        safefs.make_dirs(tmp_path / "d" / "sub" / "deeper")
+    assert not (tmp_path / "deeper").exists()
+    (tmp_path / "state.json").symlink_to(victim)
+    with pytest.raises(safefs.UnsafePathError):
+        safefs.read_json(tmp_path / "state.json")
+    with pytest.raises(OSError):
+        safefs.open_log(tmp_path / "state.json")
+    assert victim.read_text() == "precious"
+
+
+def test_remove_tree_does_not_follow_links(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("x")
+    tree = tmp_path / "tree"
+    (tree / "a").mkdir(parents=True)
+    (tree / "a" / "link").symlink_to(outside)
+    safefs.remove_tree(tree)
+    assert not tree.exists()
+    assert (outside / "keep").read_text() == "x"
+
+
+def test_paths_in_state_must_lie_under_the_run_dir(tmp_path):
+    base = tmp_path / "clusters"
+    good = {"run_dir": str(base / "alice"), "secret_file": str(base / "alice" / "spark-secret"),
+            "connect": {"token_file": str(base / "alice" / "connect.token")}}
+    check_state_paths(good, base)
+    for bad in ({**good, "secret_file": "/etc/shadow"},
+                {**good, "secret_file": str(base / "alice" / ".." / ".." / "x")},
+                {**good, "run_dir": "/etc"},
+                {**good, "connect": {"properties_file": "/usr/bin/python3"}},
+                {**good, "master": {"run_dir": str(base / "bob" / "master")}}):
+        with pytest.raises(safefs.UnsafePathError):
+            check_state_paths(bad, base)
+    with pytest.raises(safefs.UnsafePathError):
+        SparkCluster.from_state(ClusterConfig(base_dir=str(base)), LocalProvisioner(
+            {"run_dir": str(tmp_path / "p")}), {**good, "secret_file": "/etc/passwd"})
+
+
+def test_a_forged_cluster_json_deletes_and_kills_nothing_outside(tmp_path, caplog):
+    """The reconciler reads <base>/*/cluster.json: one naming files and processes elsewhere
+    is refused, and one naming processes that are not its daemons signals nothing."""
+    base = tmp_path / "clusters"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    innocent = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        ctime = __import__("psutil").Process(innocent.pid).create_time()
+        forged_paths = {"cluster_id": "hub1-mallory", "hub_id": "hub1", "owner": "mallory",
+                        "server_name": "", "run_dir": str(base / "mallory"), "phase": "running",
+                        "secret_file": str(victim), "records": [],
+                        "master": {"mode": "per-user", "run_dir": str(tmp_path)}}
+        forged_pids = {**forged_paths, "cluster_id": "hub1-eve", "owner": "eve",
+                       "run_dir": str(base / "eve"), "secret_file": None, "master": None,
+                       "connect": {"pid": innocent.pid, "create_time": ctime,
+                                   "marker": str(base / "eve" / "x.properties")}}
+        for state in (forged_paths, forged_pids):
+            d = base / state["owner"]
+            d.mkdir(parents=True)
+            (d / "cluster.json").write_text(json.dumps(state))
+            old = time.time() - 3600
+            os.utime(d / "cluster.json", (old, old))
+        prov = LocalProvisioner({"run_dir": str(tmp_path / "prov")})
+        with caplog.at_level(logging.ERROR):
+            asyncio.run(stop_orphan_clusters(base, ClusterConfig(hub_id="hub1"), prov, set(),
+                                             grace=1.0))
+        assert victim.read_text() == "precious"
+        assert innocent.poll() is None, "the reconciler killed a process the state named"
+        assert any("refusing" in r.getMessage() and "victim.txt" in r.getMessage()
+                   for r in caplog.records), [r.getMessage() for r in caplog.records]
+    finally:
+        innocent.kill()
+        innocent.wait()
+
+
+def test_per_user_limits_are_summed_over_her_servers():
+    from jupyter_spark_openstack.core.options import Limits, OptionsSchema
+
+    schema = OptionsSchema(limits=Limits.parse(max_workers_per_user=4, max_cores_per_user=4,
+                                               max_memory_per_user="4g", max_workers_total=32))
+    first = schema.parse({"workers": 3, "size": "small"})
+    schema.check_user_total(schema.parse({"workers": 1}), [first])
+    with pytest.raises(ValidationError) as e:
+        schema.check_user_total(schema.parse({"workers": 2}), [first])
+    assert e.value.field == "workers"
+    assert "would hold 5 workers over her 2 servers" in str(e.value)
