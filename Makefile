@@ -56,3 +56,10 @@ lint: install
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache test-artifacts
+
+# The machine image of the emulator's container boot backend (issue 11): Debian bookworm by
+# debootstrap from this machine's apt mirror, cached in /var/cache/jupyter-spark-openstack/images
+# and rebuilt only when its recipe changes. Root only. IMAGE_CACHE=DIR to cache elsewhere.
+.PHONY: image
+image: install
+	$(PY) -m jupyter_spark_openstack.testing.machines.image build $(if $(IMAGE_CACHE),--cache "$(IMAGE_CACHE)")
