@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.installed
 
-.PHONY: help demo demo-openstack test test-fast bench lint install check-java clean
+.PHONY: help demo demo-openstack test test-fast bench lint install check-java check-test-prereqs image clean
 
 help:
 	@echo "make demo            JupyterHub on 127.0.0.1: log in, get your own Spark cluster + PySpark kernel"
@@ -18,6 +18,18 @@ check-java:
 	@command -v java >/dev/null 2>&1 || { echo >&2 "error: 'java' not found. Spark needs Java 17 or 21: apt-get install openjdk-17-jre-headless (or set JAVA_HOME and PATH)"; exit 1; }
 	@java -version 2>&1 | grep -Eq 'version "(1[7-9]|2[0-9])' || { echo >&2 "error: Spark 4 needs Java 17 or newer; 'java -version' says: $$(java -version 2>&1 | head -1)"; exit 1; }
 	@command -v javac >/dev/null 2>&1 || [ -x "$$(dirname "$$(readlink -f "$$(command -v java)")")/javac" ] || { echo >&2 "error: 'javac' not found. The Spark UI guard (a per-cluster token on every Spark UI) is compiled once with the JDK: apt-get install openjdk-17-jdk-headless"; exit 1; }
+
+# Everything `make test` needs that pip cannot install, checked before anything is built.
+check-test-prereqs: check-java
+	@missing=""; \
+	command -v node >/dev/null 2>&1 || missing="$$missing\n  node and npm (the JupyterLab extension's build): apt-get install nodejs npm"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing\n  npm: apt-get install npm"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing\n  /usr/bin/chromium (the browser tests drive Debian's chromium): apt-get install chromium"; \
+	{ [ -x /usr/sbin/useradd ] || command -v useradd >/dev/null 2>&1; } || missing="$$missing\n  useradd (the multi-user tests create system accounts): apt-get install passwd"; \
+	{ [ -x /usr/sbin/debootstrap ] || command -v debootstrap >/dev/null 2>&1; } || missing="$$missing\n  debootstrap (the machine image): apt-get install debootstrap"; \
+	command -v systemd-nspawn >/dev/null 2>&1 || missing="$$missing\n  systemd-nspawn (the machine image): apt-get install systemd-container"; \
+	[ "$$(id -u)" = 0 ] || missing="$$missing\n  root: the multi-user tests run a hub as root with real system accounts (CI runs as root)"; \
+	if [ -n "$$missing" ]; then printf >&2 "error: make test needs what pip cannot install:$$missing\n(bash .ci/run installs them)\n"; exit 1; fi
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +48,7 @@ $(STAMP): $(PY) setup.cfg pyproject.toml
 
 install: $(STAMP)
 
-test: check-java install
+test: check-test-prereqs install
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
 
 test-fast: install

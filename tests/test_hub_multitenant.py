@@ -52,7 +52,7 @@ def hub(sys_venv, users):
         try:
             h = start_hub(d, system_users=sys_venv.hub_config(), spawner_overrides={
                 "default_workers": 1, "cluster_start_timeout": 400.0,
-                "max_workers_total": 8, "reconcile_interval": 0,
+                "max_workers_total": 8, "reconcile_interval": 0, "max_servers_per_user": 2,
                 "connect_conf": {"spark.dynamicAllocation.executorIdleTimeout": "5s",
                                  "spark.dynamicAllocation.shuffleTracking.timeout": "5s"}},
                 extra=f"c.ConfigurableHTTPProxy.auth_token = {CANARY!r}")
@@ -313,3 +313,14 @@ def test_her_clusters_are_limited_per_user_over_her_servers(hub, users, running)
     assert msg.startswith("Invalid spawn options: workers"), msg
     assert "over her 2 servers" in msg
     assert not _cluster(hub, a.name, "second")
+    # within the sum she may have a second server, but not a third cluster
+    _spawn_ready(hub, a.name, {"workers": 1, "size": "small"}, server_name="second")
+    try:
+        r = hub.client.spawn(a.name, {"workers": 1, "size": "small"}, server_name="third")
+        assert r.status_code == 400, r.text
+        msg = r.json()["message"]
+        assert msg.startswith("Invalid spawn options: max_servers_per_user: 3 is not allowed"), msg
+        assert "at most 2 Spark cluster(s) per user" in msg and "'second'" in msg, msg
+        assert not _cluster(hub, a.name, "third")
+    finally:
+        hub.client.stop(a.name, "second")

@@ -203,3 +203,52 @@ def test_per_user_limits_are_summed_over_her_servers():
         schema.check_user_total(schema.parse({"workers": 2}), [first])
     assert e.value.field == "workers"
     assert "would hold 5 workers over her 2 servers" in str(e.value)
+
+
+def test_every_daemon_is_recorded_before_its_process_exists(tmp_path):
+    """A hub that dies between starting a daemon and saving its pid must still find it:
+    the record (with its marker) is written before the process is created."""
+    marker = str(tmp_path / "probe.properties")
+    seen = []
+
+    def record(rec):
+        seen.append((dict(rec), daemons.find_by_marker(rec)))
+
+    rec = daemons._spawn("probe", ["sh", "-c", "sleep 30", marker], tmp_path / "probe.log", {},
+                         marker=marker, record=record)
+    try:
+        assert len(seen) == 1
+        early, running_then = seen[0]
+        assert early["pid"] is None and early["marker"] == marker
+        assert running_then == []                          # nothing existed yet
+        assert daemons.find_by_marker(early) == [rec["pid"]]   # ... and it is found by it now
+    finally:
+        daemons.stop_daemon(early)                         # stopped from the early record
+    assert not daemons.is_running(rec)
+
+
+def test_workers_on_other_hosts_get_encryption_and_local_ones_the_ui_guard(tmp_path):
+    from jupyter_spark_openstack.core.options import OptionsSchema
+    from jupyter_spark_openstack.core.provisioners.openstack import OpenStackProvisioner
+
+    opts = OptionsSchema().parse({"workers": 1})
+
+    def conf(prov_cls, config):
+        c = SparkCluster.new(ClusterConfig(hub_id="h"), prov_cls.__new__(prov_cls), owner="a",
+                             options=opts, run_dir=tmp_path / "a")
+        c.state.update(secret_file=str(tmp_path / "a" / "s"),
+                       ui_guard={"classes": "/c", "token_file": "/t",
+                                 "user_token_file": "/u"})
+        return c.worker_conf, c.spark_conf
+
+    remote_w, remote_all = conf(OpenStackProvisioner, {})
+    local_w, local_all = conf(LocalProvisioner, {})
+    for c in (remote_w, remote_all, local_w, local_all):
+        assert c["spark.ui.killEnabled"] == "false"
+        assert c["spark.master.ui.decommission.allow.mode"] == "DENY"
+    assert remote_w["spark.network.crypto.enabled"] == "true"
+    assert remote_all["spark.network.crypto.enabled"] == "true"
+    assert "spark.network.crypto.enabled" not in local_all
+    assert "spark.ui.filters" not in remote_w          # VMs have no guard class: their group
+    assert remote_all["spark.ui.filters"] == local_w["spark.ui.filters"] \
+        == "org.jupyter_spark_openstack.UiTokenFilter"
