@@ -233,6 +233,10 @@ def test_her_spark_uis_answer_her_proxy_and_the_hub_only(hub, users, running, sy
     r = run_as(b, [sys_venv.python, "-c", GET, *urls], timeout=60)
     codes = [line.split()[0] for line in r.stdout.splitlines()]
     assert codes == ["403"] * len(urls), r.stdout + r.stderr
+    # her notebook server's panel reads her master through the guard (with her token)
+    info = hub.client.s.get(hub.client.user_url(a.name) + "spark-openstack/api/cluster",
+                            timeout=60).json()
+    assert info["master"]["reachable"] and info["totals"]["workers_alive"] == 1, info
     # through her own notebook server's proxy (the serverext sends her token): the pages
     page = hub.client.s.get(hub.client.user_url(a.name) + "spark-openstack/ui/master/",
                             timeout=60)

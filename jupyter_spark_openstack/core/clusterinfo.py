@@ -131,7 +131,10 @@ def resolve_master(*, master_url: str | None = None, master_webui_url: str | Non
 
 # ---- upstream reads ---------------------------------------------------------------------
 def _http_get(url: str, timeout: float) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
+    from .spark import uiguard  # noqa: PLC0415
+
+    req = urllib.request.Request(url, headers=uiguard.headers())   # her UI guard's token
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
         return resp.read().decode("utf-8", "replace")
 
 
