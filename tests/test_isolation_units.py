@@ -252,3 +252,22 @@ def test_workers_on_other_hosts_get_encryption_and_local_ones_the_ui_guard(tmp_p
     assert "spark.ui.filters" not in remote_w          # VMs have no guard class: their group
     assert remote_all["spark.ui.filters"] == local_w["spark.ui.filters"] \
         == "org.jupyter_spark_openstack.UiTokenFilter"
+
+
+async def test_without_javac_the_spawn_fails_naming_it_and_leaves_nothing(tmp_path, monkeypatch):
+    from jupyter_spark_openstack.core.errors import ClusterError
+    from jupyter_spark_openstack.core.options import OptionsSchema
+    from jupyter_spark_openstack.core.spark import uiguard
+
+    monkeypatch.setattr(uiguard, "_javac", lambda: None)   # a host with a JRE only
+    base = tmp_path / "clusters"
+    cluster = SparkCluster.new(ClusterConfig(hub_id="h", ui_guard=True, base_dir=str(base)),
+                               LocalProvisioner({"run_dir": str(tmp_path / "prov")}),
+                               owner="alice", options=OptionsSchema().parse({"workers": 1}),
+                               run_dir=base / "alice")
+    with pytest.raises(ClusterError) as e:
+        await cluster.start()
+    assert "javac" in str(e.value) and "openjdk-17-jdk-headless" in str(e.value)
+    assert "spark_ui_guard = False" in str(e.value)
+    assert list((base / "alice").glob("session-*")) == []
+    assert not (base / "alice" / "cluster.json").exists()

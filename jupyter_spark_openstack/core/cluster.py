@@ -216,8 +216,8 @@ class SparkCluster:
     async def start(self) -> dict:
         """Start master and workers; returns the state once every worker is registered."""
         t0 = time.monotonic()
-        self._make_dirs()
         try:
+            self._make_dirs()
             secret = self._make_secret() if self.config.authenticate and self.config.master_mode == "per-user" else None
             await self._start_master(secret)
             if self.config.connect_server:
@@ -243,6 +243,8 @@ class SparkCluster:
         """``run_dir`` (the hub's) and a fresh session directory (module docstring)."""
         safefs.make_dirs(self.run_dir.parent, 0o711)
         safefs.make_dir(self.run_dir, 0o711, exist_ok=True)
+        for old in self.run_dir.glob("session-*"):  # of earlier starts (a hub that died)
+            safefs.remove_tree(old)
         session = Path(tempfile.mkdtemp(prefix="session-", dir=self.run_dir))  # new, 0700
         self._save(session_dir=str(session))  # recorded the moment it exists
         os.chmod(session, 0o711)
@@ -295,8 +297,7 @@ class SparkCluster:
         """Properties every daemon and driver of this cluster on this host runs with: the
         hardening, the UI guard, and network encryption when workers are on other hosts
         (with a secret to key it)."""
-        conf = {**self.worker_conf, **self._ui_guard_conf()}
-        return conf
+        return {**self.worker_conf, **self._ui_guard_conf()}
 
     @property
     def worker_conf(self) -> dict[str, str]:
