@@ -2,7 +2,7 @@
 
 A fault matches requests by *kind* (``servers.create``, ``servers.get``, ``servers.list``,
 ``servers.delete``, ``servers.action``, ``limits``, ``flavors``, ``images``, ``networks``,
-``identity.auth`` ... see :func:`..app.request_kind`; ``*`` matches every API request and a
+``identity.auth`` ... see :func:`.routing.request_kind`; ``*`` matches every API request and a
 trailing ``*`` a prefix, e.g. ``servers.*``) and fires for the next ``count`` matches or with
 probability ``rate`` (seeded, reproducible). Actions:
 
