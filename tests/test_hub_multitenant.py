@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import time
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from tests._system import (  # noqa: F401 - fixtures
 pytestmark = [pytest.mark.hub, pytest.mark.spark, pytest.mark.timeout(1800)]
 
 CANARY = "jso-canary-" + secrets.token_hex(6)
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +68,16 @@ def hub(sys_venv, users):
         try:
             yield h
         finally:
-            stop_hub_leaving_nothing(h)
+            try:
+                stop_hub_leaving_nothing(h)
+            finally:  # the hub's log outlives its directory, for a failure's post-mortem
+                ARTIFACTS.mkdir(exist_ok=True)
+                shutil.copyfile(h.log_path, ARTIFACTS / "hub-multitenant-jupyterhub.log")
 
 
 def _spawn_ready(hub, name, options=None, server_name=""):
     r = hub.client.spawn(name, options or {"workers": 1, "size": "small"}, server_name)
-    assert r.status_code in (201, 202), r.text
+    assert r.status_code in (201, 202), f"{r.text}\n{hub.log_tail(80)}"
     try:
         return hub.client.wait_ready(name, server_name, timeout=900)
     except Exception:
@@ -285,7 +291,7 @@ def test_colliding_names_get_separate_working_clusters(hub, module_system_users)
     try:
         for u in users:
             r = hub.client.spawn(u.name, {"workers": 1, "size": "small"})
-            assert r.status_code in (201, 202), r.text
+            assert r.status_code in (201, 202), f"{r.text}\n{hub.log_tail(80)}"
         for u in users:
             hub.client.wait_ready(u.name, timeout=900)
         clusters = {u.name: _cluster(hub, u.name) for u in users}
@@ -305,7 +311,10 @@ def test_colliding_names_get_separate_working_clusters(hub, module_system_users)
             assert ms.reachable and len(ms.alive_workers) == 1, (u.name, "lost its cluster")
     finally:
         for u in users:
-            hub.client.stop(u.name)
+            try:
+                hub.client.stop(u.name)
+            except Exception as e:  # noqa: BLE001 - the first failure is the one to see
+                print(f"stopping {u.name}: {e}")
 
 
 def test_her_clusters_are_limited_per_user_over_her_servers(hub, users, running):

@@ -374,6 +374,17 @@ class SparkCluster:
         token = connect.generate_token()
         token_file = connect.write_token_file(self.run_dir / "connect.token", token)
         conf = {**self.connect_defaults(), **self.spark_conf, **self.config.connect_conf}
+        loop = asyncio.get_running_loop()
+
+        async def save(**changes) -> None:
+            self._save(**changes)
+
+        def record(r: dict) -> None:
+            # called in the worker thread before the process exists: saved on the event
+            # loop (the hub's database is not thread-safe), and waited for
+            asyncio.run_coroutine_threadsafe(
+                save(connect={**r, "token_file": token_file}), loop).result(timeout=60)
+
         rec = await asyncio.to_thread(
             connect.start_connect_server, self.run_dir / "connect", master_url=self.master_url,
             token=token, host="127.0.0.1", driver_memory=self.config.connect_driver_memory,
@@ -381,7 +392,7 @@ class SparkCluster:
             app_name=f"spark-connect-{self.state['key']}", nice=self.config.daemon_nice,
             user=self.daemon_user,
             # recorded before the process exists (found by its marker if the hub dies)
-            record=lambda r: self._save(connect={**r, "token_file": token_file}))
+            record=record)
         rec["token_file"] = token_file
         self._save(connect=rec)
 

@@ -102,7 +102,8 @@ class LocalCluster:
                                 is_alive=lambda rec=rec: daemons.is_running(rec))
                 return state
             except ClusterError as e:
-                tail = log_tail(rec["log"])
+                how = daemons.exit_status(rec)   # collected before stop() reaps it
+                tail = (f"(the master process: {how})\n" if how else "") + log_tail(rec["log"])
                 self.stop()
                 # ports are chosen free, then bound by the JVM seconds later: another process
                 # may take one in between on a busy host; choose new ones and try again

@@ -36,6 +36,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import ClusterError, ValidationError
+
+# This module's probes use gRPC in threads of the hub process, and the hub forks (JupyterHub's
+# LocalProcessSpawner starts notebook servers with a preexec_fn, so with fork()): gRPC's fork
+# handlers then crash the child between fork and exec, a notebook server or daemon that dies
+# silently (seen on a root hub with several users spawning at once). Without fork support
+# gRPC installs no handlers; nothing here uses gRPC across a fork. Read when grpc is imported.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 from ..models import parse_conf, parse_master_url, parse_memory, parse_positive_int
 from . import daemons
 from .home import check_java
@@ -356,7 +363,9 @@ def wait_connect_ready(rec: dict, token: str, timeout: float = 120.0, *,
     last = "not started"
     while time.monotonic() < deadline:
         if not daemons.is_running(rec):
-            raise ConnectError(f"the Spark Connect server exited during start-up\n{_log_tail(rec)}")
+            how = daemons.exit_status(rec)
+            raise ConnectError(f"the Spark Connect server exited during start-up"
+                               f"{f' ({how})' if how else ''}\n{_log_tail(rec)}")
         if port_open(rec["host"], rec["port"], timeout=0.5):
             try:
                 version = probe(rec["url"], token, timeout=max(1.0, min(10.0, deadline - time.monotonic())))

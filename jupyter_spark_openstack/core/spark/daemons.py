@@ -35,6 +35,7 @@ MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
 DAEMON_MEMORY = "512m"
 DAEMON_JAVA_OPTS = "-XX:+UseSerialGC -XX:TieredStopAtLevel=1"
+SETPRIV = "/usr/bin/setpriv"
 
 #: Spark properties every daemon of a user's cluster runs with: no "kill" links or POSTs in
 #: any UI, and no decommissioning of workers from the master UI (another user on the same
@@ -170,9 +171,13 @@ def _spawn(role: str, argv: list[str], log_path: Path, env: dict[str, str], nice
     cmd = ["nice", "-n", str(check_nice(nice)), *argv] if nice else argv
     as_user = {}
     if user is not None and user.uid is not None:
-        # her uid and gid, no supplementary groups (subprocess does it in the child, no
-        # preexec_fn); files she creates are hers alone
-        as_user = {"user": user.uid, "group": user.gid, "extra_groups": [], "umask": 0o077}
+        # her uid and gid, no supplementary groups, by `setpriv` (util-linux) rather than
+        # Popen(user=, group=, extra_groups=): with those, CPython forks instead of vfork,
+        # and a fork of a hub that uses gRPC (the Connect probes) may crash in gRPC's fork
+        # handlers before exec, a child that dies silently. Files she creates are hers.
+        cmd = [SETPRIV, f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups",
+               "--", *cmd]
+        as_user = {"umask": 0o077}
     cwd = user.work_dir if user is not None and user.work_dir else None
     fd = safefs.open_log(log_path)
     try:
@@ -251,25 +256,38 @@ def _is_ours(p: psutil.Process, rec: dict, *, exec_grace: bool = False) -> bool:
     counts as ours: a process in the middle of ``exec`` (spark-class exec's java) shows
     none for a moment; the caller has already matched pid and start time."""
     try:
+        cmdline = p.cmdline()
         if rec.get("uid") is not None and p.uids().real != int(rec["uid"]):
-            return False
+            # a moment after start, `setpriv` (still root) has not switched to her yet
+            if not (exec_grace and cmdline and os.path.basename(cmdline[0]) == "setpriv"):
+                return False
         marker = rec.get("marker")
         if not marker:
             return True
-        cmdline = p.cmdline()
         return marker in cmdline or (exec_grace and not cmdline)
     except (psutil.Error, ValueError, TypeError):
         return False
 
 
 def is_running(rec: dict) -> bool:
-    """True while the recorded process (same pid, start time, uid and marker) is alive."""
+    """True while the recorded process (same pid and start time) is alive. Before a process
+    is *signalled*, :func:`stop_daemon` also checks its uid and marker (:func:`_is_ours`)."""
     try:
         p = psutil.Process(int(rec["pid"]))
         if rec.get("create_time") and abs(p.create_time() - float(rec["create_time"])) > 1.0:
             return False
-        return p.status() != psutil.STATUS_ZOMBIE and _is_ours(p, rec, exec_grace=True)
+        return p.status() != psutil.STATUS_ZOMBIE
     except (psutil.Error, KeyError, ValueError, TypeError):
+        return False
+
+
+def _still_ours(rec: dict) -> bool:
+    """The recorded process is alive *and* still the one recorded (uid and marker)."""
+    if not is_running(rec):
+        return False
+    try:
+        return _is_ours(psutil.Process(int(rec["pid"])), rec, exec_grace=True)
+    except (psutil.Error, ValueError, TypeError):
         return False
 
 
@@ -290,6 +308,20 @@ def find_by_marker(rec: dict) -> list[int]:
     return found
 
 
+def exit_status(rec: dict) -> str:
+    """How a daemon this process started has ended (``exit status N`` / ``killed by SIGX``),
+    collected from the kernel; '' when it is not our child or has not ended."""
+    try:
+        pid, status = os.waitpid(int(rec.get("pid") or 0), os.WNOHANG)
+    except (ChildProcessError, OSError, ValueError):
+        return ""
+    if pid == 0:
+        return ""
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+
 def _group_pids(pgid: int) -> list[int]:
     pids = []
     for p in psutil.process_iter(["pid"]):
@@ -304,7 +336,7 @@ def _group_pids(pgid: int) -> list[int]:
 def stop_daemon(rec: dict, timeout: float = 15.0) -> None:
     """SIGTERM the daemon's process group (daemon + its executors), SIGKILL after ``timeout``.
     Only a process that is still the recorded one is signalled (see the module docstring)."""
-    if rec.get("pid") and is_running(rec):
+    if rec.get("pid") and _still_ours(rec):
         pgids = [int(rec["pid"])]  # start_new_session: pgid == pid
     else:
         _reap(int(rec.get("pid") or 0))
