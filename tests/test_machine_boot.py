@@ -29,6 +29,7 @@ import pytest
 import yaml
 
 from jupyter_spark_openstack.testing.machines import container as ct
+from tests._machines import built_image
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -127,14 +128,7 @@ def _needs_root_machines() -> None:
 @pytest.fixture(scope="module")
 def rootfs() -> Path:
     _needs_root_machines()
-    from jupyter_spark_openstack.testing.machines import image as im
-    if shutil.which("apt-get") is None:
-        pytest.skip("not an apt machine: no Debian mirror to build the machine image from")
-    try:
-        img = im.build_image()
-    except im.MirrorNotFound as e:
-        pytest.skip(str(e))
-    return img.rootfs
+    return built_image("booting machines needs root on Linux (systemd-nspawn, mount, cgroups)").rootfs
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import itertools
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ import yaml
 from jupyter_spark_openstack.core.provisioners import cloudconfig as cc
 from jupyter_spark_openstack.testing.machines import image as im
 from jupyter_spark_openstack.testing.machines.cloudinit import schema_check
+from tests._machines import built_image
 
 # a cold build on a busy 2-core machine, inside the first test that asks for the image
 pytestmark = pytest.mark.timeout(1800)
@@ -216,14 +216,7 @@ def test_prune_removes_other_recipes_but_keeps_the_current_one(tmp_path):
 
 @pytest.fixture(scope="module")
 def machine_image() -> im.Image:
-    if not sys.platform.startswith("linux") or os.geteuid() != 0:
-        pytest.skip("building the machine image needs root on Linux (debootstrap, chroot, mount)")
-    if shutil.which("apt-get") is None:
-        pytest.skip("not an apt machine: no Debian mirror to bootstrap from")
-    try:
-        img = im.build_image()
-    except im.MirrorNotFound as e:
-        pytest.skip(str(e))
+    img = built_image("building the machine image needs root on Linux (debootstrap, chroot, mount)")
     print(f"machine image {img.rootfs}: {'reused' if img.reused else 'built'} in {img.seconds:.1f} s, "
           f"{img.metadata['size_bytes'] / 2**20:.0f} MiB")
     return img

@@ -61,7 +61,8 @@ def write_user_kernelspecs(spawner, cluster: SparkCluster, options: ClusterOptio
     safefs.make_dirs(kdir, 0o755)
     python = spawner.user_python or None
     spark_home = spawner.spark_home or None
-    logos = sorted(logo_dir().glob("logo-*")) if logo_dir() else []
+    ldir = logo_dir()
+    logos = sorted(ldir.glob("logo-*")) if ldir else []
     paths = []
     for settings in user_kernel_settings(spawner, cluster, options, user_dir, owner):
         dest = safefs.make_dir(kdir / parse_kernel_name("name", settings.name), 0o755)

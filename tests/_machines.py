@@ -1,0 +1,24 @@
+"""The machine image for tests that need it (built on first use, then reused from the cache)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+import pytest
+
+from jupyter_spark_openstack.testing.machines import image as im
+
+
+def built_image(why: str) -> im.Image:
+    """The cached (or newly built) image; skips where it cannot be had: not root on Linux
+    (``why`` says what needs root), no apt, no Debian mirror in the apt sources."""
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        pytest.skip(why)
+    if shutil.which("apt-get") is None:
+        pytest.skip("not an apt machine: no Debian mirror to build the machine image from")
+    try:
+        return im.build_image()
+    except im.MirrorNotFound as e:
+        pytest.skip(str(e))
