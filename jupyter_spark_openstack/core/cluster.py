@@ -296,8 +296,18 @@ class SparkCluster:
     def spark_conf(self) -> dict[str, str]:
         """Properties every daemon and driver of this cluster on this host runs with: the
         hardening, the UI guard, and network encryption when workers are on other hosts
-        (with a secret to key it)."""
-        return {**self.worker_conf, **self._ui_guard_conf()}
+        (with a secret to key it), and the drivers' address (:attr:`driver_host`)."""
+        conf = {**self.worker_conf, **self._ui_guard_conf()}
+        if self.provisioner.remote_workers:
+            conf["spark.driver.host"] = conf["spark.driver.bindAddress"] = self.driver_host
+        return conf
+
+    @property
+    def driver_host(self) -> str:
+        """Where the drivers of this cluster on this host (the Connect server, a classic
+        kernel) listen for their executors: ``master_host`` when the workers are other machines
+        (their executors call back), else loopback."""
+        return self.config.master_host if self.provisioner.remote_workers else "127.0.0.1"
 
     @property
     def worker_conf(self) -> dict[str, str]:
@@ -387,7 +397,8 @@ class SparkCluster:
 
         rec = await asyncio.to_thread(
             connect.start_connect_server, self.run_dir / "connect", master_url=self.master_url,
-            token=token, host="127.0.0.1", driver_memory=self.config.connect_driver_memory,
+            token=token, host="127.0.0.1", driver_host=self.driver_host,
+            driver_memory=self.config.connect_driver_memory,
             conf=conf, secret=secret, python=self.config.connect_python,
             app_name=f"spark-connect-{self.state['key']}", nice=self.config.daemon_nice,
             user=self.daemon_user,
@@ -508,6 +519,10 @@ class SparkCluster:
                         if not detail:
                             detail = await self.provisioner.worker_log(rec)
                         raise ClusterError(f"Spark worker {rec.name} {st.state}: {detail}".strip())
+                    if st.state == "running" and registered < n:
+                        why = await self.provisioner.boot_failure(rec)
+                        if why:
+                            raise ClusterError(f"Spark worker {rec.name} will not start: {why}")
             elapsed = time.monotonic() - t0
             if time.monotonic() > deadline:
                 hint = f" (backend errors: {'; '.join(sorted(set(unknown.values())))})" if unknown else ""

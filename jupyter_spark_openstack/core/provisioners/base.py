@@ -125,6 +125,11 @@ class Provisioner(abc.ABC):
         """Console/log output of a worker, for error messages. Default: empty."""
         return ""
 
+    async def boot_failure(self, record: WorkerRecord) -> str | None:
+        """While a running worker has not registered yet: why it never will, if its backend
+        can already tell (e.g. a VM's console shows cloud-init's failure), else None."""
+        return None
+
     async def reconcile_extras(self, *, hub_id: str, min_age: float) -> None:  # noqa: B027
         """Called once per reconciler round: delete backend resources of this hub that
         belong to no worker any more (e.g. per-cluster security groups) once older than

@@ -89,17 +89,46 @@ printf 'SPARK_LOCAL_IP=%s\\nSPARK_PUBLIC_DNS=%s\\n' "$ip" "$ip" > /run/spark-ope
 _INSTALL_SCRIPT_TEXT = f"""#!/bin/sh
 # Download Spark from the admin-given URL, check its sha512 BEFORE unpacking, install it in
 # {DOWNLOAD_SPARK_HOME}, then start the worker unit. Values come from {INSTALL_ENV_FILE}.
+# A failure says so on stderr (cloud-init puts it on the console) with the tag
+# "spark-openstack-install: FAILED:", which the hub looks for to fail the spawn at once.
 set -eu
 . {INSTALL_ENV_FILE}
+fail() {{ echo "spark-openstack-install: FAILED: $*; the Spark worker is not started" >&2; exit 1; }}
 tmp=/var/tmp/spark-openstack-spark.tgz
-curl -fsSL --retry 5 --retry-delay 3 -o "$tmp" "$SPARK_URL"
-echo "$SPARK_SHA512  $tmp" | sha512sum -c -
+curl -fsSL --retry 5 --retry-delay 3 -o "$tmp" "$SPARK_URL" || fail "cannot download $SPARK_URL"
+echo "$SPARK_SHA512  $tmp" | sha512sum -c - || {{ rm -f "$tmp"; fail "$SPARK_URL does not have the configured sha512"; }}
 mkdir -p {DOWNLOAD_SPARK_HOME}
-tar -xzf "$tmp" -C {DOWNLOAD_SPARK_HOME} --strip-components=1
+tar -xzf "$tmp" -C {DOWNLOAD_SPARK_HOME} --strip-components=1 || fail "cannot unpack $SPARK_URL"
 rm -f "$tmp"
 systemctl daemon-reload
 systemctl enable --now {UNIT_NAME}
 """
+
+#: Console lines that mean a worker VM will never start its Spark worker (data: each rule is a
+#: regular expression and what it means). The first matching line fails the spawn at once,
+#: with the console lines around it, instead of waiting for the start timeout.
+BOOT_FAILURES: tuple[tuple[str, str], ...] = (
+    (r"spark-openstack-install: FAILED: .*", "installing Spark failed"),
+    (r"Failed to (?:enable|start) unit: .*" + UNIT_NAME.replace(".", r"\.") + r".*",
+     "the Spark worker unit could not be started"),
+    (r"Unit file " + UNIT_NAME.replace(".", r"\.") + r" is masked\.?",
+     "the Spark worker unit is masked on the image"),
+    (r"Invalid cloud-config provided.*", "cloud-init refused the user-data"),
+    (r"Failed loading yaml blob.*", "cloud-init could not read the user-data"),
+)
+_BOOT_FAILURE_RES = tuple((re.compile(rx), meaning) for rx, meaning in BOOT_FAILURES)
+
+
+def boot_failure(console: str, context: int = 4) -> str | None:
+    """If the console shows a :data:`BOOT_FAILURES` line: what it means, that line and up to
+    ``context`` lines before it (one string); else None."""
+    lines = console.splitlines()
+    for i, line in enumerate(lines):
+        for rx, meaning in _BOOT_FAILURE_RES:
+            if rx.search(line):
+                shown = [x.strip() for x in lines[max(0, i - context):i + 1] if x.strip()]
+                return f"{meaning}; the console says: " + " | ".join(shown)
+    return None
 
 
 _ENV_VALUE_RE = re.compile(r"[A-Za-z0-9_.:+/=@%,?~-]*")

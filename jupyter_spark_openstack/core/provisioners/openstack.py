@@ -87,6 +87,7 @@ from ..models import (
     parse_positive_int,
 )
 from .base import Provisioner, WorkerRecord, WorkerSpec, WorkerStatus
+from . import cloudconfig
 from .cloudconfig import InstallConfig, parse_worker_spark_conf, render_user_data
 
 # Imported here, once, when the provisioner class is loaded: importing openstacksdk lazily in
@@ -876,6 +877,18 @@ class OpenStackProvisioner(Provisioner):
         except ProvisionerError as e:
             return f"(console output unavailable: {e})"
         return (out or {}).get("output", "") if isinstance(out, dict) else str(out or "")
+
+    async def boot_failure(self, record: WorkerRecord) -> str | None:
+        """The console's :data:`.cloudconfig.BOOT_FAILURES` line (cloud-init ran our user-data
+        and the worker will not start), or None (also when the console cannot be read)."""
+        try:
+            out = await self._call(f"reading the console of {record.name}",
+                                   self._sdk("compute", "get_server_console_output"), record.id,
+                                   length=200)
+        except ProvisionerError:
+            return None
+        text = (out or {}).get("output", "") if isinstance(out, dict) else str(out or "")
+        return cloudconfig.boot_failure(text)
 
     async def close(self) -> None:
         if self._bg:   # releases of cancelled requests: let them finish (each never raises)

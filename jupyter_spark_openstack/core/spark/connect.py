@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import stat
 import sys
@@ -133,6 +134,24 @@ def parse_connect_host(field_name: str, value: object) -> str:
     return "127.0.0.1"
 
 
+_HOST_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
+
+
+def parse_host(field_name: str, value: object) -> str:
+    """An IP address or a host name (letters, digits, '.' and '-')."""
+    text = str(value).strip() if isinstance(value, str) else ""
+    if not _HOST_RE.fullmatch(text) and ":" not in text:
+        raise ValidationError(field_name, value, "an IP address or a host name")
+    if ":" in text:
+        import ipaddress  # noqa: PLC0415
+
+        try:
+            ipaddress.IPv6Address(text)
+        except ValueError:
+            raise ValidationError(field_name, value, "an IP address or a host name") from None
+    return text
+
+
 def parse_connect_conf(field_name: str, conf) -> dict[str, str]:
     """Extra Spark properties for the server; the ones this module owns are refused."""
     out = parse_conf(field_name, conf or {})
@@ -173,17 +192,20 @@ def client_url(port: int) -> str:
 
 # ---- start / stop --------------------------------------------------------------------------
 def connect_properties(*, master_url: str, port: int, token: str, host: str = "127.0.0.1",
+                       driver_host: str | None = None,
                        driver_memory: str = DEFAULT_DRIVER_MEMORY, python: str | None = None,
                        secret: str | None = None, conf: dict[str, str] | None = None,
                        app_name: str = "Spark Connect server") -> dict[str, str]:
-    """Every Spark property of the server (the properties file's content)."""
+    """Every Spark property of the server (the properties file's content). ``host``: where
+    its gRPC endpoint binds (loopback); ``driver_host``: where its driver listens for its
+    executors (default ``host``; the hub's address when the workers are other machines)."""
     props = dict(conf or {})
     props.update({
         "spark.master": master_url,
         "spark.app.name": props.get("spark.app.name", app_name),
         "spark.driver.memory": driver_memory,
-        "spark.driver.host": host,
-        "spark.driver.bindAddress": host,
+        "spark.driver.host": driver_host or host,
+        "spark.driver.bindAddress": driver_host or host,
         "spark.connect.grpc.binding.address": host,
         "spark.connect.grpc.binding.port": str(port),
         "spark.connect.authenticate.token": token,
@@ -197,7 +219,7 @@ def connect_properties(*, master_url: str, port: int, token: str, host: str = "1
 
 def start_connect_server(run_dir: str | os.PathLike, *, master_url: str, token: str,
                          host: str = "127.0.0.1", port: int | None = None,
-                         driver_memory: object = DEFAULT_DRIVER_MEMORY,
+                         driver_host: str | None = None, driver_memory: object = DEFAULT_DRIVER_MEMORY,
                          conf=None, secret: str | None = None, python: str | None = None,
                          app_name: str = "Spark Connect server", name: str = "connect",
                          nice: int = 0, user: daemons.DaemonUser | None = None,
@@ -209,6 +231,8 @@ def start_connect_server(run_dir: str | os.PathLike, *, master_url: str, token: 
     written or started."""
     master_url = parse_master_url("master_url", master_url)
     host = parse_connect_host("connect host", host)
+    if driver_host is not None:
+        driver_host = parse_host("connect driver host", driver_host)
     port = parse_positive_int("connect port", port, maximum=65535) if port else free_port(host)
     driver_memory = parse_memory("connect driver memory", driver_memory or DEFAULT_DRIVER_MEMORY)
     extra = parse_connect_conf("connect conf", conf)
@@ -224,6 +248,7 @@ def start_connect_server(run_dir: str | os.PathLike, *, master_url: str, token: 
     conf_dir, work_dir = daemons.daemon_dirs(run_dir, user)
     extra.setdefault("spark.sql.warehouse.dir", str(work_dir / "spark-warehouse"))
     props = connect_properties(master_url=master_url, port=port, token=token, host=host,
+                               driver_host=driver_host,
                                driver_memory=driver_memory, python=python, secret=secret,
                                conf=extra, app_name=app_name)
     for k, v in daemons.HARDENING.items():

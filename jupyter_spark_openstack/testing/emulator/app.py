@@ -17,25 +17,31 @@ control endpoints under ``/_emulator/`` (``GET calls``, ``GET servers``, ``GET|P
 faults``, ``POST quota``), see :mod:`.control`.
 
 Like Nova it never reads user-data when a server is created: the server is BUILD for
-``boot_delay`` seconds, then ACTIVE. Like a VM running cloud-init it then reads the
-cloud-config (:func:`..core.provisioners.cloudconfig.read_worker_boot`): if it is valid it
-starts what the systemd unit would start, a Spark worker with the env file's master URL, cores,
-memory and secret, as a local process bound to 127.0.0.1 at niceness ``vm_nice`` (default 10:
-the VMs stand for other machines, so they yield the CPU to the host under test). Each "VM" gets
-its own free ports and the Spark of this machine, whatever the paths in the cloud-config say
-(``download`` mode is checked but nothing is downloaded). If the cloud-config is not valid,
-the console output shows cloud-init's error and no worker starts. Nothing from user-data is ever run as a command on this host. Deleting the
-server stops its worker.
+``boot_delay`` seconds, then ACTIVE, and its boot backend (:mod:`.boot`) runs it. Two backends:
 
-``spark_mode="none"`` (CLI ``--no-jvm``): servers start no JVM at all; the cloud-config is still
-parsed and its result logged on the console. Used by the chaos test, where hundreds of servers
-come and go and a JVM per server would not fit in CI.
+* ``boot_backend="process"`` (default; the fast tests): like a VM running cloud-init it reads
+  the cloud-config (:func:`..core.provisioners.cloudconfig.read_worker_boot`); if it is valid it
+  starts what the systemd unit would start, a Spark worker with the env file's master URL,
+  cores, memory and secret, as a local process bound to 127.0.0.1 at niceness ``vm_nice``
+  (default 10: the VMs stand for other machines, so they yield the CPU to the host under
+  test), with the Spark of this machine whatever the cloud-config's paths say (``download``
+  mode is checked but nothing is downloaded). If the cloud-config is not valid, the console
+  shows cloud-init's error and no worker starts. Nothing from user-data is run as a command.
+  ``spark_mode="none"`` (CLI ``--no-jvm``): no JVM at all; the cloud-config is still parsed
+  and its result logged on the console (the chaos test: hundreds of servers come and go);
+* ``boot_backend="container"`` (root, Linux, the image of :mod:`..machines.image`): each server
+  is a real machine, a system container with its own systemd and the real cloud-init running
+  its user-data from a NoCloud seed, on a tenant network the emulator creates
+  (:class:`..machines.container.TenantNetwork`; :attr:`Emulator.hub_address` is the host's
+  address there, where a per-user master binds); the console is the machine's.
+
+Deleting a server stops its worker (or powers its machine off and removes it).
 
 Layout: :class:`Emulator` (this module) is the composition of the cloud model
 (:mod:`.model`), the routes of each service declared as data (:mod:`.identity`,
 :mod:`.compute`, :mod:`.image`, :mod:`.network`, served by :mod:`.routing`), the control API
-(:mod:`.control`), fault injection (:mod:`.faults`) and a boot backend (:mod:`.boot`,
-:class:`.boot.ProcessBoot`). It owns a server's cloud life (BUILD, boot delay, boot faults,
+(:mod:`.control`), fault injection (:mod:`.faults`) and a boot backend (:mod:`.boot`:
+:class:`.boot.ProcessBoot` or :class:`.boot.ContainerBoot`). It owns a server's cloud life (BUILD, boot delay, boot faults,
 ACTIVE or ERROR, delete) and hands the machine to the backend.
 """
 
@@ -56,7 +62,7 @@ import tornado.web
 import yaml
 
 from . import compute, identity, image, network
-from .boot import SPARK_MODES, BootBackend, ProcessBoot
+from .boot import BACKENDS, SPARK_MODES, BootBackend, ContainerBoot, ProcessBoot
 from .compute import COMPUTE_MAX, COMPUTE_MIN
 from .control import ControlHandler
 from .faults import Fault, FaultSet
@@ -114,11 +120,18 @@ class Emulator:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, boot_delay: float = 2.0,
                  delete_delay: float = 0.3, spark_mode: str = "jvm",
                  run_dir: str | os.PathLike | None = None, quota: dict | None = None,
-                 seed: int = 1234, worker_stop_timeout: float = 15.0, vm_nice: int = 10):
+                 seed: int = 1234, worker_stop_timeout: float = 15.0, vm_nice: int = 10,
+                 boot_backend: str = "process", machine_rootfs: str | os.PathLike | None = None,
+                 spark_home: str | os.PathLike | None = None, tenant_cidr: str | None = None):
         if host not in ("127.0.0.1", "localhost"):
             raise ValueError(f"host: {host!r} is not allowed; expected 127.0.0.1 or localhost")
         if spark_mode not in SPARK_MODES:
             raise ValueError(f"spark_mode: {spark_mode!r} is not allowed; expected one of {SPARK_MODES}")
+        if boot_backend not in BACKENDS:
+            raise ValueError(f"boot_backend: {boot_backend!r} is not allowed; expected one of {BACKENDS}")
+        if boot_backend == "container" and spark_mode != "jvm":
+            raise ValueError(f"spark_mode: {spark_mode!r} is not allowed with boot_backend "
+                             "'container' (a machine runs what its user-data says); expected 'jvm'")
         self.host = host
         self.port = int(port)
         self.boot_delay = float(boot_delay)
@@ -136,6 +149,10 @@ class Emulator:
         self.model = CloudModel(quota)
         self._tasks: set[asyncio.Task] = set()
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="emulator-vm")
+        self.boot_backend = boot_backend
+        self.network = None      # the tenant network (container backend), made by start()
+        self._container_args = {"rootfs": machine_rootfs, "spark_home": spark_home,
+                                "cidr": tenant_cidr}
         self.backend: BootBackend = ProcessBoot(
             self.model, self._pool, run_dir=self.run_dir, spark_mode=spark_mode,
             vm_nice=self.vm_nice, worker_stop_timeout=worker_stop_timeout)
@@ -155,7 +172,15 @@ class Emulator:
     def auth_url(self) -> str:
         return f"{self.url}/identity"
 
+    @property
+    def hub_address(self) -> str:
+        """Where the servers reach the host: the hub's address on the tenant network (container
+        backend), else 127.0.0.1 (the in-process workers run on this host)."""
+        return self.network.hub_address if self.network is not None else "127.0.0.1"
+
     def start(self) -> Emulator:
+        if self.boot_backend == "container":
+            self._start_container_backend()
         self._thread = threading.Thread(target=self._run, name="os-emulator", daemon=True)
         self._thread.start()
         self._ready.wait(30)
@@ -163,9 +188,23 @@ class Emulator:
             raise self._start_error
         if not self._ready.is_set():
             raise EmulatorError("emulator did not start within 30 s")
-        log.info("OpenStack emulator listening on %s (boot delay %.1fs, spark mode %s)",
-                 self.url, self.boot_delay, self.spark_mode)
+        log.info("OpenStack emulator listening on %s (boot delay %.1fs, %s boot, spark mode %s)",
+                 self.url, self.boot_delay, self.boot_backend, self.spark_mode)
         return self
+
+    def _start_container_backend(self) -> None:
+        from ..machines.container import TenantNetwork  # noqa: PLC0415
+
+        args = self._container_args
+        self.network = TenantNetwork(args["cidr"]).start()
+        try:
+            self.backend = ContainerBoot(self.model, self._pool, run_dir=self.run_dir,
+                                         network=self.network, rootfs=args["rootfs"],
+                                         spark_home=args["spark_home"])
+        except BaseException:
+            self.network.close(force=True)
+            self.network = None
+            raise
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
@@ -218,6 +257,9 @@ class Emulator:
             self._thread.join(30)
         self._pool.shutdown(wait=True)
         self._loop = None
+        if self.network is not None:
+            self.network.close(force=True)
+            self.network = None
         if self._own_run_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
@@ -274,7 +316,14 @@ class Emulator:
 
     # ---- a server's cloud life (called by the compute routes, on the event loop) -------------
     def boot_server(self, vm: VM, faults: list[Fault]) -> None:
-        """BUILD for the boot delay, then ERROR (``boot_error``) or ACTIVE and the backend boots it."""
+        """The backend gets the server (its address), then BUILD for the boot delay, then ERROR
+        (``boot_error``) or ACTIVE and the backend boots it."""
+        try:
+            self.backend.create(vm)
+        except Exception as e:  # noqa: BLE001  (e.g. no free address on the tenant network)
+            self.model.set_state(vm, "ERROR", {"code": 500, "created": now_iso(),
+                                               "message": f"Failed to allocate the network(s): {e}"})
+            return
         self._spawn_task(self._boot(vm, faults))
 
     def delete_server(self, vm: VM) -> None:

@@ -4,6 +4,8 @@ Contract (:class:`BootBackend`): the emulator owns a server's cloud life (BUILD,
 the ``boot_error``/``slow_boot``/``vanish`` faults, ACTIVE or ERROR, removal after delete) and
 calls its backend for the machine:
 
+* ``create(server)``: Nova has the server (BUILD): the backend may give it what Neutron's port
+  would (``server.address``, shown in its ``addresses``); blocking, cheap;
 * ``await boot(server)``: the server just went ACTIVE; power it on and let it run its
   user-data (returns once the boot is as far as the backend takes it; it may record the
   worker with :meth:`.model.CloudModel.attach_worker`). ``"no_worker" in server.injected``
@@ -18,14 +20,20 @@ calls its backend for the machine:
 :class:`ProcessBoot` is today's in-process boot: it reads our user-data with
 :func:`...core.provisioners.cloudconfig.read_worker_boot`, writes "(emulated)" console lines
 and starts what the systemd unit would, a Spark worker (:func:`...core.spark.daemons.start_worker`)
-on 127.0.0.1, or nothing with ``spark_mode="none"``. A ``ContainerBoot`` on
-:mod:`..machines.container` fits the same interface.
+on 127.0.0.1, or nothing with ``spark_mode="none"``.
+
+:class:`ContainerBoot` boots the server as a real machine (:mod:`..machines.container`): a
+system container of the project's image with its own systemd, the real cloud-init reading the
+server's user-data from a NoCloud seed, an address on the emulator's tenant network, and the
+Spark of this machine bind-mounted read-only where ``preinstalled`` mode expects it. Nothing
+is parsed or started for it: whatever the user-data does is what happens.
 """
 
 from __future__ import annotations
 
 import asyncio
 import shutil
+import threading
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import Protocol
@@ -34,12 +42,17 @@ from ...core.provisioners.cloudconfig import CloudConfigError, read_worker_boot
 from .model import VM, CloudModel, now_iso
 
 SPARK_MODES = ("jvm", "none")
+BACKENDS = ("process", "container")
+#: the worker unit our user-data writes (masked for the ``no_worker`` fault in a machine)
+WORKER_UNIT = "spark-openstack-worker.service"
 
 
 class BootBackend(Protocol):
     """The interface the emulator boots its servers through (see the module docstring)."""
 
     name: str   # "process", "container"
+
+    def create(self, server: VM) -> None: ...
 
     async def boot(self, server: VM) -> None: ...
 
@@ -68,6 +81,10 @@ class ProcessBoot:
         self.spark_mode = spark_mode
         self.vm_nice = vm_nice
         self.worker_stop_timeout = worker_stop_timeout
+
+    def create(self, vm: VM) -> None:
+        """Its worker binds to 127.0.0.1: that is its address."""
+        vm.address = "127.0.0.1"
 
     async def boot(self, vm: VM) -> None:
         vm.console_line("Linux version 6.8.0-emulated; booting")
@@ -145,3 +162,121 @@ class ProcessBoot:
         from ...core.spark import daemons  # noqa: PLC0415
 
         daemons.stop_daemon(rec, timeout=self.worker_stop_timeout)
+
+
+class ContainerBoot:
+    """Each server a system container (:class:`..machines.container.Machine`) on ``network``
+    (a started :class:`..machines.container.TenantNetwork`), from the image at ``rootfs``
+    (default: the current image's), in ``run_dir/machines``; ``spark_home`` (a host
+    directory, default the pyspark wheel's Spark) is bind-mounted read-only at
+    ``spark_mount`` (``preinstalled`` mode's ``spark_home``).
+
+    * the server's address is allocated when it is created (like a Neutron port) and shown in
+      its ``addresses``; released when its machine is deleted;
+    * the console is the machine's own (systemd, cloud-init, the getty), ANSI codes removed;
+    * Nova's reboot: status ``REBOOT`` while the machine's systemd reboots it, then ``ACTIVE``;
+    * the ``no_worker`` fault masks the worker unit (``systemd.mask=`` on the machine's command
+      line), so the user-data's ``systemctl enable --now`` fails inside, as on a broken image;
+    * ``spark_mode="none"`` is not offered: a machine runs what its user-data says.
+    """
+
+    name = "container"
+
+    def __init__(self, model: CloudModel, pool: Executor, *, run_dir: Path, network,
+                 rootfs: str | Path | None = None, spark_home: str | Path | None = None,
+                 spark_mount: str | None = None, delete_timeout: float = 60.0):
+        from ..machines import container  # noqa: PLC0415
+
+        self._ct = container
+        if network is None or network.network is None:
+            raise ValueError("network: a started TenantNetwork is required by the container backend")
+        self.model = model
+        self.pool = pool
+        self.run_dir = Path(run_dir) / "machines"
+        self.network = network
+        self.rootfs = Path(rootfs) if rootfs is not None else container.current_image_rootfs()
+        if spark_home is None:
+            import pyspark  # noqa: PLC0415
+
+            spark_home = Path(pyspark.__file__).parent
+        self.spark_home = Path(spark_home)
+        if not (self.spark_home / "bin" / "spark-class").is_file():
+            raise ValueError(f"spark_home: {self.spark_home} has no bin/spark-class")
+        self.spark_mount = spark_mount or container.DEFAULT_SPARK_HOME
+        self.delete_timeout = delete_timeout
+        self._machines: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def hub_address(self) -> str:
+        """The host's address on the tenant network (where a per-user master binds)."""
+        return self.network.hub_address
+
+    def create(self, vm: VM) -> None:
+        vm.address = self.network.allocate(vm.id)
+
+    async def boot(self, vm: VM) -> None:
+        if vm.deleting:
+            return
+        init = [f"systemd.mask={WORKER_UNIT}"] if "no_worker" in vm.injected else []
+        meta = {"availability-zone": vm.availability_zone}
+        try:
+            m = await asyncio.get_running_loop().run_in_executor(self.pool, lambda: self._ct.Machine.boot(
+                _hostname(vm.name), vm.id, vm.user_data or "", meta,
+                (self.spark_home, self.spark_mount), run_dir=self.run_dir, rootfs=self.rootfs,
+                network=self.network, address=vm.address, init_args=init))
+        except Exception as e:  # noqa: BLE001
+            self.model.set_state(vm, "ERROR", {"code": 500, "created": now_iso(),
+                                               "message": f"Failed to power on the instance: {e}"})
+            return
+        with self._lock:
+            self._machines[vm.id] = m
+        if vm.deleting:   # deleted while it powered on: delete() may have missed it
+            await asyncio.get_running_loop().run_in_executor(self.pool, self.delete, vm)
+
+    def machine(self, vm: VM):
+        """The server's :class:`..machines.container.Machine`, if it was powered on."""
+        with self._lock:
+            return self._machines.get(vm.id)
+
+    def console(self, vm: VM) -> list[str]:
+        m = self.machine(vm)
+        if m is None:
+            return list(vm.console)
+        return m.console(plain=True).splitlines()
+
+    async def reboot(self, vm: VM) -> None:
+        m = self.machine(vm)
+        if m is None or vm.deleting or vm.status != "ACTIVE":
+            return
+        self.model.set_state(vm, "REBOOT")
+        try:
+            await asyncio.get_running_loop().run_in_executor(self.pool, m.reboot)
+        except Exception as e:  # noqa: BLE001
+            if not vm.deleting:
+                self.model.set_state(vm, "ERROR", {"code": 500, "created": now_iso(),
+                                                   "message": f"Failed to reboot the instance: {e}"})
+            return
+        if not vm.deleting:
+            self.model.set_state(vm, "ACTIVE")
+
+    def delete(self, vm: VM) -> None:
+        with self._lock:
+            m = self._machines.pop(vm.id, None)
+        if m is not None and not m.deleted:
+            m.delete(timeout=self.delete_timeout)
+        elif vm.address and self.network.owner(vm.address) == vm.id:
+            self.network.release(vm.address)
+
+    def status(self, vm: VM) -> dict:
+        m = self.machine(vm)
+        return {"backend": self.name, "running": bool(m is not None and m.running),
+                "machine": m.machine if m is not None else None, "address": vm.address,
+                "boots": m.boots if m is not None else 0}
+
+
+def _hostname(name: str) -> str:
+    """A server name as the machine's host name (what Nova's metadata gives cloud-init:
+    letters, digits and '-', at most 63 characters)."""
+    out = "".join(c if c.isascii() and (c.isalnum() or c == "-") else "-" for c in name)[:63].strip("-")
+    return out or "server"

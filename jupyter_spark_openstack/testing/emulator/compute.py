@@ -35,7 +35,7 @@ def server_view(url: str, model, vm: VM, mv: tuple[int, int]) -> dict:
     if vm.status == "ACTIVE":
         for i, nid in enumerate(vm.networks):
             addresses[net_names.get(nid, nid)] = [{
-                "version": 4, "addr": "127.0.0.1", "OS-EXT-IPS:type": "fixed",
+                "version": 4, "addr": vm.address or "127.0.0.1", "OS-EXT-IPS:type": "fixed",
                 "OS-EXT-IPS-MAC:mac_addr": f"fa:16:3e:{i:02x}:{int(vm.id[:2], 16):02x}:01"}]
     v = {
         "id": vm.id, "name": vm.name, "status": vm.status,

@@ -79,6 +79,7 @@ class VM:
     deleting: bool = False
     boot: object = None
     security_group_ids: list[str] = field(default_factory=list)   # what Neutron's ports hold
+    address: str | None = None           # its fixed IP (given by the boot backend at creation)
 
     def console_line(self, text: str) -> None:
         t = time.time() - self.created

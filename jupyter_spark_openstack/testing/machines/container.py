@@ -150,6 +150,7 @@ NETWORKD_ARG = "systemd.wants=systemd-networkd.service"
 
 _HOSTNAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _SAFE_PATH_RE = re.compile(r"/[A-Za-z0-9._+@/=-]*")   # no ':' ',' or white space (overlay, nspawn)
+_INIT_ARG_RE = re.compile(r"systemd\.[a-z_.]+=[A-Za-z0-9._@:-]+")
 _ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _CRLF_RE = re.compile(r"\r+\n")
 
@@ -532,6 +533,11 @@ class TenantNetwork:
                     return a
         raise MachineError(f"no free address left in {self.network}")
 
+    def owner(self, address: str) -> str | None:
+        """The server ``address`` is allocated to, if any."""
+        with self._lock:
+            return self._in_use.get(address)
+
     def release(self, address: str) -> None:
         with self._lock:
             self._in_use.pop(address, None)
@@ -642,12 +648,17 @@ class Machine:
              spark_home_bind: tuple[str | os.PathLike, str] | None = None, *,
              run_dir: str | os.PathLike, rootfs: str | os.PathLike | None = None,
              network: TenantNetwork | None = None,
-             binds: Iterable[tuple[str | os.PathLike, str]] = ()) -> Machine:
+             binds: Iterable[tuple[str | os.PathLike, str]] = (),
+             address: str | None = None, init_args: Sequence[str] = ()) -> Machine:
         """Start server ``name`` (a host name: the machine's ``local-hostname``) with id
         ``server_id`` (its ``instance-id``; a UUID also becomes its machine id), its
         ``user_data`` and extra ``meta_data`` keys, in ``run_dir/<machine>/``.
         ``spark_home_bind`` = (host directory, path in the machine), bind-mounted read-only,
-        like each of ``binds``. On ``network`` it gets the next free address."""
+        like each of ``binds``. On ``network`` it gets ``address`` (one :meth:`TenantNetwork.allocate`
+        gave for this server: the port Neutron made when the server was created) or else the
+        next free address; it is released when the machine is deleted. ``init_args``: more
+        arguments for the machine's systemd (its kernel command line), ``systemd.*=value``
+        only (e.g. ``systemd.mask=UNIT``)."""
         if not isinstance(name, str) or not _HOSTNAME_RE.fullmatch(name):
             raise ValueError(f"name: {name!r} is not a host name (letters, digits, '-', 1-63)")
         if not isinstance(server_id, str) or not server_id or len(server_id) > 255 or \
@@ -670,9 +681,17 @@ class Machine:
                     or str(d) == "/":
                 raise ValueError(f"bind target: {dst!r} must be an absolute path in the machine")
             mounts.append(f"--bind-ro={s}:{d}")
+        init = list(init_args)
+        for a in init:
+            if not isinstance(a, str) or not _INIT_ARG_RE.fullmatch(a):
+                raise ValueError(f"init_args: {a!r} is not allowed; expected systemd.NAME=VALUE "
+                                 "(letters, digits, '.', '_', '-', '@', ':' only)")
         _check_host(root)
         if network is not None and network.network is None:
             raise MachineError("the tenant network is not started")
+        if address is not None and (network is None or network.owner(address) != server_id):
+            raise ValueError(f"address: {address!r} was not allocated to server {server_id} "
+                             "on this machine's network")
 
         machine = _machine_name(server_id)
         directory = run / machine
@@ -687,7 +706,8 @@ class Machine:
         except FileExistsError:
             raise MachineError(f"{directory} exists: server {server_id} is already booted here "
                                "(or was not deleted; sweep() removes what is not running)") from None
-        address = network.allocate(server_id) if network is not None else None
+        if address is None and network is not None:
+            address = network.allocate(server_id)
         m = cls(name=name, server_id=server_id, machine=machine, directory=directory,
                 rootfs=root, network=network, address=address, cgroups=cgroups)
         try:
@@ -709,7 +729,7 @@ class Machine:
                 "cgroups": [str(c) for c in cgroups]}, indent=2) + "\n")
             for cg in cgroups:
                 cg.mkdir(exist_ok=True)
-            m._start(mounts)
+            m._start(mounts, init)
         except BaseException:
             m.kill()
             with contextlib.suppress(MachineError, OSError):
@@ -720,7 +740,7 @@ class Machine:
             network._machines.add(m)
         return m
 
-    def _nspawn_argv(self, mounts: list[str]) -> list[str]:
+    def _nspawn_argv(self, mounts: list[str], init_args: Sequence[str] = ()) -> list[str]:
         argv = ["systemd-nspawn", "-D", str(self.dir / "merged"), "--boot", "--register=no",
                 "--keep-unit", f"--machine={self.machine}",
                 f"--network-bridge={BRIDGE}" if self.network is not None else "--private-network",
@@ -732,16 +752,17 @@ class Machine:
         argv.append("--")
         if self.network is not None:
             argv.append(NETWORKD_ARG)
+        argv += init_args
         return argv
 
-    def _start(self, mounts: list[str]) -> None:
+    def _start(self, mounts: list[str], init_args: Sequence[str] = ()) -> None:
         argv: list[str] = []
         if self.network is not None:
             argv += ["nsenter", f"--net={self.network.netns_path}", "--"]
         argv += ["unshare", "--mount", "--propagation", "private", "--pid", "--fork",
                  "--kill-child", "--mount-proc", "sh", "-c", _SUPERVISOR, "jso-supervisor",
                  str(self.rootfs), str(self.dir), " ".join(str(c) for c in self.cgroups),
-                 *self._nspawn_argv(mounts)]
+                 *self._nspawn_argv(mounts, init_args)]
         console = os.open(self.console_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         log = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
