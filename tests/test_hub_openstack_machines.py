@@ -1,0 +1,120 @@
+"""End to end on real machines: a real JupyterHub with the ``openstack`` provisioner against the
+emulator in container mode. Her workers boot as machines with the real cloud-init running our
+user-data; our unit starts each worker, which registers with her master on the hub's tenant
+address; a Spark job runs in her kernel (its executors on the machines call her driver back
+over the tenant network); Nova's reboot of one worker brings it back; stop leaves no server,
+machine or process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+
+import pytest
+
+from jupyter_spark_openstack.demo.client import HubClient
+from jupyter_spark_openstack.demo.hubconfig import write_hub_config
+from jupyter_spark_openstack.demo.hubprocess import HubProcess, kill_processes, processes_under
+
+pytestmark = [pytest.mark.hub, pytest.mark.spark, pytest.mark.timeout(900)]
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        pytest.skip("booting machines needs root on Linux (systemd-nspawn, mount, cgroups)")
+    if shutil.which("systemd-nspawn") is None:
+        pytest.skip("systemd-nspawn is missing (apt-get install systemd-container)")
+    from jupyter_spark_openstack.testing.emulator import Emulator
+    from jupyter_spark_openstack.testing.emulator.demo import DEMO_SIZES
+    from jupyter_spark_openstack.testing.emulator.helpers import provisioner_config
+    from tests._machines import built_image
+
+    built_image("booting machines needs root on Linux (systemd-nspawn, mount, cgroups)")
+    d = tmp_path_factory.mktemp("hub-openstack-machines")
+    emu = Emulator(boot_delay=0.5, boot_backend="container", run_dir=d / "emu").start()
+    hub = None
+    try:
+        cfg = provisioner_config(emu, d / "clouds.yaml", retry_backoff=0.1, poll_interval=0.5,
+                                 master_host=emu.hub_address, hub_cidr=str(emu.network.network))
+        cfg["install"] = {"mode": "preinstalled", "spark_home": "/opt/spark"}
+        extra = "\n".join([f"c.SparkClusterMixin.worker_sizes = {DEMO_SIZES!r}",
+                           f"c.SparkClusterMixin.master_host = {emu.hub_address!r}"])
+        info = write_hub_config(d / "hub", provisioner="openstack", provisioner_config=cfg,
+                                extra=extra, spawner_overrides={"cluster_start_timeout": 240.0,
+                                                                "hub_id": "hubmachines"})
+        hub = HubProcess(info).start()
+        hub.client = HubClient(info["url"], info["api_token"])
+        yield hub, emu
+    finally:
+        if hub is not None:
+            hub.stop()
+        emu.stop()
+        left = processes_under(d)
+        kill_processes(left)
+        assert not left, f"processes left: {[p.cmdline()[:3] for p in left]}"
+
+
+def test_spawn_on_machines_job_reboot_and_stop(cloud):
+    hub, emu = cloud
+    c = hub.client
+    t0 = time.monotonic()
+    r = c.spawn("alice", {"workers": 2, "size": "small"})
+    assert r.status_code in (201, 202), r.text
+    events = c.progress("alice", timeout=300)
+    messages = [e["message"] for e in events]
+    assert "Worker 2/2 registered" in messages, messages
+    assert events[-1].get("ready"), events[-1]
+    c.wait_ready("alice")
+    print(f"\nspawn to ready with 2 machines: {time.monotonic() - t0:.1f} s")
+    vms = emu.model.list_servers()
+    assert len(vms) == 2
+    machines = [emu.backend.machine(vm) for vm in vms]
+    assert all(m is not None and m.running for m in machines)
+    assert all(vm.address and vm.address != "127.0.0.1" for vm in vms)
+    for m in machines:   # our unit runs the worker, which talks to her master on the hub's address
+        assert m.run(["systemctl", "is-active", "spark-openstack-worker.service"]).stdout.strip() == "active"
+        env = m.run(["cat", "/etc/spark-openstack/worker.env"]).stdout
+        assert f"SPARK_MASTER_URL=spark://{emu.hub_address}:" in env
+    code = ("df = spark.range(0, 200000, 1, 8).selectExpr('id % 7 AS k', 'id AS v')\n"
+            "rows = df.groupBy('k').count().orderBy('k').collect()\n"
+            "print(sum(r['count'] for r in rows), len(rows))")
+    kid = c.start_kernel("alice", "pyspark")
+    try:
+        res = c.execute("alice", kid, code, timeout=300)
+        assert res["error"] is None, res
+        assert "200000 7" in res["text"], res
+        # the executors ran on the machines: each machine's worker has an app directory
+        ran = [m.run(["sh", "-c", "ls /var/lib/spark-openstack/work | grep -c app- || true"]).stdout.strip()
+               for m in machines]
+        assert any(n not in ("", "0") for n in ran), ran
+        # Nova's reboot of one worker: the machine reboots and our unit brings the worker back
+        import openstack
+        os.environ["OS_CLIENT_CONFIG_FILE"] = str(emu.run_dir.parent / "clouds.yaml")
+        conn = openstack.connect(cloud="emulator")
+        m0, vm0 = machines[0], vms[0]
+        boots = m0.boots
+        conn.compute.reboot_server(vm0.id, "SOFT")
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not (m0.boots > boots and vm0.status == "ACTIVE"):
+            time.sleep(0.5)
+        assert m0.boots == boots + 1 and vm0.status == "ACTIVE"
+        deadline = time.monotonic() + 180
+        active = ""
+        while time.monotonic() < deadline:
+            active = m0.run(["systemctl", "is-active", "spark-openstack-worker.service"]).stdout.strip()
+            if active == "active":
+                break
+            time.sleep(0.5)
+        assert active == "active"
+        conn.close()
+        # and her next job still runs on her cluster
+        res = c.execute("alice", kid, "print(spark.range(1000).count())")
+        assert res["error"] is None and "1000" in res["text"], res
+    finally:
+        c.delete_kernel("alice", kid)
+    c.stop("alice")
+    assert emu.model.list_servers() == []
+    assert all(m.deleted and m.leftovers() == [] for m in machines)
