@@ -245,6 +245,75 @@ def test_a_worker_that_cannot_start_is_told_by_its_console(cloud):
         asyncio.run(prov.delete_worker(rec))
 
 
+# ---- download install mode, for real ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def tarball(cloud):
+    """The wheel's Spark as a distribution tarball, served over HTTP on the tenant network."""
+    from jupyter_spark_openstack.testing.machines.sparkdist import FileServer, spark_tarball
+
+    path, sha512 = spark_tarball()
+    with FileServer(path, cloud["hub"]) as srv:
+        yield {"url": srv.url, "sha512": sha512}
+
+
+def _download_provisioner(cloud, sha512: str, url: str):
+    from jupyter_spark_openstack.core.provisioners.openstack import OpenStackProvisioner
+    from jupyter_spark_openstack.testing.emulator.helpers import provisioner_config
+
+    cfg = provisioner_config(cloud["emu"], cloud["clouds"], master_host=cloud["hub"],
+                             hub_cidr=str(cloud["emu"].network.network), image="ubuntu-24.04")
+    cfg["install"] = {"mode": "download", "spark_url": url, "spark_sha512": sha512}
+    return OpenStackProvisioner(cfg)
+
+
+def test_download_mode_fetches_checks_and_installs_spark_then_the_worker_registers(cloud, tarball):
+    prov = _download_provisioner(cloud, tarball["sha512"], tarball["url"])
+    rec = asyncio.run(prov.request_worker(_spec(cloud, "alice-w5", 5)))
+    try:
+        t0 = time.monotonic()
+        deadline = t0 + 240
+        st = asyncio.run(prov.worker_status(rec))
+        while time.monotonic() < deadline and not (st.state == "running" and st.host):
+            time.sleep(0.3)
+            st = asyncio.run(prov.worker_status(rec))
+        worker = _wait_alive(cloud, st.host, 240)
+        print(f"\ndownload mode, request to registered: {time.monotonic() - t0:.1f} s")
+        assert worker["state"] == "ALIVE"
+        m = cloud["emu"].backend.machine(_vm(cloud, rec.id))
+        # no Spark in this image but the one the install script unpacked into the machine's disk
+        assert (m.dir / "upper" / "opt" / "spark" / "bin" / "spark-class").is_file()
+        assert m.run(["findmnt", "/opt/spark"]).returncode != 0          # nothing bind-mounted
+        console = asyncio.run(prov.worker_log(rec))
+        assert "/var/tmp/spark-openstack-spark.tgz: OK" in console      # sha512sum's own line
+        assert cloudconfig.boot_failure(console) is None
+    finally:
+        asyncio.run(prov.delete_worker(rec))
+        asyncio.run(prov.close())
+
+
+def test_a_wrong_sha512_starts_no_worker_and_says_so_at_once(cloud, tarball):
+    wrong = ("0" if tarball["sha512"][0] != "0" else "1") + tarball["sha512"][1:]
+    prov = _download_provisioner(cloud, wrong, tarball["url"])
+    rec = asyncio.run(prov.request_worker(_spec(cloud, "alice-w6", 6)))
+    try:
+        t0 = time.monotonic()
+        why = None
+        while time.monotonic() - t0 < 180 and why is None:
+            time.sleep(0.5)
+            why = asyncio.run(prov.boot_failure(rec))
+        print(f"\nwrong sha512 seen after {time.monotonic() - t0:.1f} s: {why}")
+        assert why is not None, asyncio.run(prov.worker_log(rec))
+        assert why.startswith("installing Spark failed; the console says: ")
+        assert "does not have the configured sha512" in why
+        assert "spark-openstack-spark.tgz: FAILED" in why            # sha512sum's own line
+        m = cloud["emu"].backend.machine(_vm(cloud, rec.id))
+        assert not (m.dir / "upper" / "opt" / "spark" / "bin").exists()  # nothing unpacked
+        assert m.run(["systemctl", "is-active", cloudconfig.UNIT_NAME]).stdout.strip() != "active"
+    finally:
+        asyncio.run(prov.delete_worker(rec))
+        asyncio.run(prov.close())
+
+
 def test_delete_powers_off_and_leaves_nothing(cloud, booted):
     emu, prov = cloud["emu"], cloud["prov"]
     vm = _vm(cloud, booted["rec"].id)

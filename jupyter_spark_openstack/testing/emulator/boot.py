@@ -168,8 +168,10 @@ class ContainerBoot:
     """Each server a system container (:class:`..machines.container.Machine`) on ``network``
     (a started :class:`..machines.container.TenantNetwork`), from the image at ``rootfs``
     (default: the current image's), in ``run_dir/machines``; ``spark_home`` (a host
-    directory, default the pyspark wheel's Spark) is bind-mounted read-only at
-    ``spark_mount`` (``preinstalled`` mode's ``spark_home``).
+    directory, default the pyspark wheel's Spark) is bind-mounted read-only where the server's
+    image has Spark (the catalog image's ``spark_home``, e.g. ``spark-worker-4.0``:
+    ``/opt/spark``, what ``preinstalled`` mode expects); an image without it (``ubuntu-24.04``)
+    boots with no Spark, as ``download`` mode expects.
 
     * the server's address is allocated when it is created (like a Neutron port) and shown in
       its ``addresses``; released when its machine is deleted;
@@ -184,7 +186,7 @@ class ContainerBoot:
 
     def __init__(self, model: CloudModel, pool: Executor, *, run_dir: Path, network,
                  rootfs: str | Path | None = None, spark_home: str | Path | None = None,
-                 spark_mount: str | None = None, delete_timeout: float = 60.0):
+                 delete_timeout: float = 60.0):
         from ..machines import container  # noqa: PLC0415
 
         self._ct = container
@@ -202,7 +204,6 @@ class ContainerBoot:
         self.spark_home = Path(spark_home)
         if not (self.spark_home / "bin" / "spark-class").is_file():
             raise ValueError(f"spark_home: {self.spark_home} has no bin/spark-class")
-        self.spark_mount = spark_mount or container.DEFAULT_SPARK_HOME
         self.delete_timeout = delete_timeout
         self._machines: dict[str, object] = {}
         self._lock = threading.Lock()
@@ -220,10 +221,12 @@ class ContainerBoot:
             return
         init = [f"systemd.mask={WORKER_UNIT}"] if "no_worker" in vm.injected else []
         meta = {"availability-zone": vm.availability_zone}
+        image = next((i for i in self.model.images if i["id"] == vm.image_id), {})
+        spark = (self.spark_home, image["spark_home"]) if image.get("spark_home") else None
         try:
             m = await asyncio.get_running_loop().run_in_executor(self.pool, lambda: self._ct.Machine.boot(
                 _hostname(vm.name), vm.id, vm.user_data or "", meta,
-                (self.spark_home, self.spark_mount), run_dir=self.run_dir, rootfs=self.rootfs,
+                spark, run_dir=self.run_dir, rootfs=self.rootfs,
                 network=self.network, address=vm.address, init_args=init))
         except Exception as e:  # noqa: BLE001
             self.model.set_state(vm, "ERROR", {"code": 500, "created": now_iso(),

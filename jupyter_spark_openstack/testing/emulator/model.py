@@ -135,7 +135,10 @@ class CloudModel:
             ("m1.small", 1, 2048, 20), ("m1.medium", 2, 4096, 40), ("m1.large", 4, 8192, 80),
             ("m1.xlarge", 8, 16384, 160)], start=1)]
         self.images = [
-            {"id": "5b1e5a8e-8f43-4c3e-9d39-3f2b6a6c0001", "name": "spark-worker-4.0"},
+            # "spark_home": where the image has Spark (the container backend bind-mounts this
+            # machine's Spark there); the other image has none (download install mode)
+            {"id": "5b1e5a8e-8f43-4c3e-9d39-3f2b6a6c0001", "name": "spark-worker-4.0",
+             "spark_home": "/opt/spark"},
             {"id": "5b1e5a8e-8f43-4c3e-9d39-3f2b6a6c0002", "name": "ubuntu-24.04"},
         ]
         self.networks = [{"id": "a3c5d1f0-6b57-4b8e-8a8c-000000000001", "name": "private",
