@@ -314,6 +314,37 @@ def test_a_wrong_sha512_starts_no_worker_and_says_so_at_once(cloud, tarball):
         asyncio.run(prov.close())
 
 
+async def test_a_spawn_with_a_wrong_sha512_fails_at_once_with_the_console_line(cloud, tarball, tmp_path):
+    """Through the cluster lifecycle: the wait for workers stops at the console's line (not at
+    its start timeout), and the failed start leaves no server and no master."""
+    from jupyter_spark_openstack.core.cluster import ClusterConfig, SparkCluster
+    from jupyter_spark_openstack.core.errors import ClusterError
+    from jupyter_spark_openstack.core.options import OptionsSchema
+
+    wrong = ("0" if tarball["sha512"][0] != "0" else "1") + tarball["sha512"][1:]
+    prov = _download_provisioner(cloud, wrong, tarball["url"])
+    sizes = [{"name": "small", "cores": 1, "memory": "512m", "flavor": "m1.small"}]
+    opts = OptionsSchema(sizes=sizes).parse({"workers": 1, "size": "small"})
+    cfg = ClusterConfig(hub_id="emumachines", start_timeout=600.0, connect_server=False,
+                        master_host=cloud["hub"])
+    cluster = SparkCluster.new(cfg, prov, owner="bob", options=opts, run_dir=tmp_path / "cluster")
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(ClusterError) as ei:
+            await cluster.start()
+    finally:
+        await prov.close()
+    msg = str(ei.value)
+    print(f"\nspawn failed after {time.monotonic() - t0:.1f} s: {msg}")
+    assert msg.startswith("Spark worker emumachines-bob-w1 will not start: installing Spark failed; "), msg
+    assert "does not have the configured sha512" in msg and "Timed out" not in msg
+    assert not [vm for vm in cloud["emu"].model.list_servers()
+                if vm.metadata.get("spark_openstack_owner") == "bob"]
+    m = cluster.state.get("master") or {}
+    assert not m.get("process") or not __import__(
+        "jupyter_spark_openstack.core.spark.daemons", fromlist=["x"]).is_running(m["process"])
+
+
 def test_delete_powers_off_and_leaves_nothing(cloud, booted):
     emu, prov = cloud["emu"], cloud["prov"]
     vm = _vm(cloud, booted["rec"].id)
