@@ -105,7 +105,7 @@ def main() -> int:
                  "master_start_slots": args.master_start_slots if args.master_start_slots is not None
                  else f"default ({os.cpu_count() or 1})"}
     try:
-        emu, prov_cfg, extra = start_demo_emulator(root, boot_delay=3.0)
+        emu, prov_cfg, extra = start_demo_emulator(root, boot_delay=3.0, boot_backend="process")
         emu.set_quota(instances=max(100, args.users * 2), cores=max(64, args.users * 2))
         # POST .../server answers 202 at once instead of holding the request for 10 s (a
         # browser's spawn is not held either: it follows the progress page)

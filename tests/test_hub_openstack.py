@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.hub, pytest.mark.spark]
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory):
     d = tmp_path_factory.mktemp("hub-openstack")
-    emu, prov_cfg, extra = start_demo_emulator(d, boot_delay=1.0)
+    emu, prov_cfg, extra = start_demo_emulator(d, boot_delay=1.0, boot_backend="process")
     prov_cfg["retry_backoff"] = 0.1
     info = write_hub_config(d / "hub", provisioner="openstack", provisioner_config=prov_cfg,
                             extra=extra, spawner_overrides={"cluster_start_timeout": 240.0,

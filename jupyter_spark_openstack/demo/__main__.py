@@ -25,6 +25,11 @@ def main(argv=None) -> int:
     ap.add_argument("--dir", default=".demo", help="state directory (default .demo, wiped at start)")
     ap.add_argument("--port", type=int, default=8000, help="hub port on 127.0.0.1 (default 8000)")
     ap.add_argument("--provisioner", choices=["local", "openstack"], default="local")
+    ap.add_argument("--boot", choices=["auto", "container", "process"], default="auto",
+                    help="with --provisioner openstack: how the emulator boots workers; "
+                         "'container': real machines (systemd, cloud-init, a tenant network; "
+                         "root, systemd-nspawn and debootstrap), 'process': in-process workers, "
+                         "'auto' (default): container when this machine allows it, else process")
     args = ap.parse_args(argv)
 
     d = Path(args.dir).resolve()
@@ -40,7 +45,8 @@ def main(argv=None) -> int:
     if args.provisioner == "openstack":
         from ..testing.emulator.demo import start_demo_emulator  # noqa: PLC0415
 
-        emulator, prov_config, extra = start_demo_emulator(d)
+        emulator, prov_config, extra = start_demo_emulator(
+            d, boot_backend=None if args.boot == "auto" else args.boot)
 
     info = write_hub_config(d / "hub", port=args.port, provisioner=args.provisioner,
                             provisioner_config=prov_config, extra=extra)
