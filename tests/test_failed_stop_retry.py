@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -84,4 +85,50 @@ async def test_a_failed_stop_is_retried_with_backoff_until_nothing_is_left(emu, 
         assert hub.workers_in_use() == 0               # no longer counts against the limits
     finally:
         emu.clear_faults()
+        await prov.close()
+
+
+async def test_a_stop_from_a_stale_database_state_still_stops_what_cluster_json_recorded(emu, tmp_path):
+    """The hub was killed after the run dir's cluster.json recorded the workers but before its
+    database did: a stop from the database's (older) state still deletes them."""
+    prov = OpenStackProvisioner(provisioner_config(emu, tmp_path / "clouds.yaml",
+                                                   retry_backoff=0.01, poll_interval=0.05))
+    base = tmp_path / "clusters"
+    config = ClusterConfig(hub_id="stale", connect_server=False, base_dir=str(base))
+    options = OptionsSchema().parse({"workers": 2, "size": "small"})
+    cluster = SparkCluster.new(config, prov, owner="alice", options=options, run_dir=base / "alice")
+    cluster._make_dirs()
+    stale = cluster.get_state()                  # what the database had: no workers yet
+    for spec in cluster._specs(None):
+        spec = WorkerSpec(**{**spec.__dict__, "master_url": "spark://127.0.0.1:7077"})
+        rec = await prov.request_worker(spec)
+        cluster._save(records=[*cluster.state["records"], rec.to_dict()])
+    # a "Connect server" recorded in cluster.json only: a real process found by its record
+    from jupyter_spark_openstack.core.spark import daemons
+    marker = str(base / "alice" / "connect" / "conf" / "connect.properties")
+    Path(marker).parent.mkdir(parents=True)
+    Path(marker).write_text("")
+    proc = daemons._spawn("connect", ["/bin/sh", "-c", "sleep 600", marker],
+                          base / "alice" / "connect" / "logs" / "connect.log", dict(os.environ),
+                          marker=marker)
+    cluster._save(connect={**proc, "properties_file": marker})
+    assert daemons.is_running(proc)
+    assert len(emu.servers()) == 2 and stale["records"] == [] and not stale.get("connect")
+    try:
+        again = SparkCluster.from_state(config, prov, stale)
+        await again.stop()
+        assert not daemons.is_running(proc)      # without cluster.json's record it would run on
+        assert emu.servers() == []
+        assert not (base / "alice" / "cluster.json").exists()
+        # a cluster.json of another cluster is never merged
+        other = SparkCluster.new(config, prov, owner="bob", options=options, run_dir=base / "bob")
+        other._make_dirs()
+        bobs_id = other.cluster_id
+        other._save(records=[{"id": "x", "name": "x", "cluster_id": "someone-else"}],
+                    cluster_id="someone-else")
+        bob = SparkCluster.from_state(config, prov, {**other.get_state(), "cluster_id": bobs_id,
+                                                     "records": []})
+        bob._merge_disk_state()
+        assert bob.state["records"] == []
+    finally:
         await prov.close()

@@ -557,10 +557,36 @@ class SparkCluster:
         return "running"
 
     # ---- stop --------------------------------------------------------------------------
+    #: what a stop must know of; the database may lag the run dir's cluster.json when the hub
+    #: was killed between the two writes (e.g. a Connect server recorded, then SIGKILL)
+    _DISK_KEYS = ("connect", "master", "session_dir", "secret_file", "ui_guard")
+
+    def _merge_disk_state(self) -> None:
+        """Add to the state what ``<run_dir>/cluster.json`` (written first, by the hub's own
+        user, paths checked) knows and the state does not: processes and workers recorded
+        there are stopped too."""
+        path = self.run_dir / "cluster.json"
+        try:
+            disk = safefs.read_json(path, owner_uid=os.geteuid())
+            if not isinstance(disk, dict) or disk.get("cluster_id") != self.cluster_id \
+                    or disk.get("run_dir") != self.state.get("run_dir"):
+                return
+            check_state_paths(disk, self.config.base_dir)
+        except (OSError, ValueError, safefs.UnsafePathError):
+            return
+        for key in self._DISK_KEYS:
+            if not self.state.get(key) and disk.get(key):
+                self.state[key] = disk[key]
+        known = {r.get("id") for r in self.state.get("records", [])}
+        extra = [r for r in disk.get("records") or [] if isinstance(r, dict) and r.get("id") not in known]
+        if extra:
+            self.state["records"] = [*self.state.get("records", []), *extra]
+
     async def stop(self, *, retries: int = 3) -> None:
         """Delete every worker (in parallel), stop the Connect server and the master, verify
         nothing remains. Raises :class:`ClusterError` naming what is still there (the state
         keeps it, so a later stop, e.g. the reconciler's, tries again)."""
+        self._merge_disk_state()
         self._save(phase="stopping")
         records = self.records
         self.log.info("stopping cluster %s of %s: %d worker(s), master %s", self.cluster_id,
