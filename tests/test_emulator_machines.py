@@ -18,7 +18,6 @@ import shutil
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 

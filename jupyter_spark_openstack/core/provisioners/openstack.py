@@ -86,8 +86,8 @@ from ..models import (
     parse_positive_float,
     parse_positive_int,
 )
-from .base import Provisioner, WorkerRecord, WorkerSpec, WorkerStatus
 from . import cloudconfig
+from .base import Provisioner, WorkerRecord, WorkerSpec, WorkerStatus
 from .cloudconfig import InstallConfig, parse_worker_spark_conf, render_user_data
 
 # Imported here, once, when the provisioner class is loaded: importing openstacksdk lazily in
