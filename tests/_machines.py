@@ -22,3 +22,11 @@ def built_image(why: str) -> im.Image:
         return im.build_image()
     except im.MirrorNotFound as e:
         pytest.skip(str(e))
+
+
+def needs_root_machines() -> None:
+    """Skip unless machines can boot here: root on Linux and systemd-nspawn."""
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        pytest.skip("booting machines needs root on Linux (systemd-nspawn, mount, cgroups)")
+    if shutil.which("systemd-nspawn") is None:
+        pytest.skip("systemd-nspawn is missing (apt-get install systemd-container)")

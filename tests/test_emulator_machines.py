@@ -14,8 +14,6 @@ import asyncio
 import json
 import os
 import secrets
-import shutil
-import sys
 import time
 import urllib.request
 
@@ -24,6 +22,7 @@ import pytest
 from jupyter_spark_openstack.core.errors import ValidationError
 from jupyter_spark_openstack.core.provisioners import cloudconfig
 from jupyter_spark_openstack.core.spark import connect
+from tests._machines import needs_root_machines
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -73,18 +72,13 @@ def test_drivers_listen_where_remote_executors_call_back():
 
 
 # ---- real machines -----------------------------------------------------------------------------
-def _needs_root_machines() -> None:
-    if not sys.platform.startswith("linux") or os.geteuid() != 0:
-        pytest.skip("booting machines needs root on Linux (systemd-nspawn, mount, cgroups)")
-    if shutil.which("systemd-nspawn") is None:
-        pytest.skip("systemd-nspawn is missing (apt-get install systemd-container)")
 
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory):
     """An emulator in container mode, a real master on the hub's tenant address with a secret,
     and the openstack provisioner pointed at both."""
-    _needs_root_machines()
+    needs_root_machines()
     from jupyter_spark_openstack.core.provisioners.openstack import OpenStackProvisioner
     from jupyter_spark_openstack.core.spark import daemons, ports
     from jupyter_spark_openstack.testing.emulator import Emulator
@@ -143,6 +137,16 @@ def _wait_alive(cloud, host: str, timeout: float, *, not_ids=()) -> dict:
                 return w
         time.sleep(0.5)
     raise AssertionError(f"no ALIVE worker from {host} after {timeout:.0f}s: {_workers(cloud)}")
+
+
+def _wait_boot_failure(prov, rec, timeout: float) -> tuple[str | None, float]:
+    """What the provisioner reads on the console (or None after ``timeout``), and when."""
+    t0 = time.monotonic()
+    why = None
+    while time.monotonic() - t0 < timeout and why is None:
+        time.sleep(0.5)
+        why = asyncio.run(prov.boot_failure(rec))
+    return why, time.monotonic() - t0
 
 
 def _vm(cloud, server_id: str):
@@ -229,15 +233,11 @@ def test_a_worker_that_cannot_start_is_told_by_its_console(cloud):
     emu.add_fault(action="no_worker", kind="servers.create", count=1)
     rec = asyncio.run(prov.request_worker(_spec(cloud, "alice-w9", 9)))
     try:
-        t0 = time.monotonic()
-        why = None
-        while time.monotonic() - t0 < 120 and why is None:
-            time.sleep(0.5)
-            why = asyncio.run(prov.boot_failure(rec))
+        why, took = _wait_boot_failure(prov, rec, 120)
         assert why is not None, asyncio.run(prov.worker_log(rec))
         assert why.startswith("the Spark worker unit could not be started")
         assert "spark-openstack-worker.service is masked" in why
-        print(f"\nboot failure seen after {time.monotonic() - t0:.1f} s: {why}")
+        print(f"\nboot failure seen after {took:.1f} s: {why}")
         vm = _vm(cloud, rec.id)
         assert not any(w["host"] == vm.address and w["state"] == "ALIVE" for w in _workers(cloud))
     finally:
@@ -295,12 +295,8 @@ def test_a_wrong_sha512_starts_no_worker_and_says_so_at_once(cloud, tarball):
     prov = _download_provisioner(cloud, wrong, tarball["url"])
     rec = asyncio.run(prov.request_worker(_spec(cloud, "alice-w6", 6)))
     try:
-        t0 = time.monotonic()
-        why = None
-        while time.monotonic() - t0 < 180 and why is None:
-            time.sleep(0.5)
-            why = asyncio.run(prov.boot_failure(rec))
-        print(f"\nwrong sha512 seen after {time.monotonic() - t0:.1f} s: {why}")
+        why, took = _wait_boot_failure(prov, rec, 180)
+        print(f"\nwrong sha512 seen after {took:.1f} s: {why}")
         assert why is not None, asyncio.run(prov.worker_log(rec))
         assert why.startswith("installing Spark failed; the console says: ")
         assert "does not have the configured sha512" in why

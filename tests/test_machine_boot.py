@@ -15,7 +15,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import shutil
 import socket
 import socketserver
 import subprocess
@@ -29,7 +28,7 @@ import pytest
 import yaml
 
 from jupyter_spark_openstack.testing.machines import container as ct
-from tests._machines import built_image
+from tests._machines import built_image, needs_root_machines
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -118,16 +117,11 @@ def test_strip_ansi():
 
 # ---- real machines (root) ----------------------------------------------------------------------
 
-def _needs_root_machines() -> None:
-    if not sys.platform.startswith("linux") or os.geteuid() != 0:
-        pytest.skip("booting machines needs root on Linux (systemd-nspawn, mount, cgroups)")
-    if shutil.which("systemd-nspawn") is None:
-        pytest.skip("systemd-nspawn is missing (apt-get install systemd-container)")
 
 
 @pytest.fixture(scope="module")
 def rootfs() -> Path:
-    _needs_root_machines()
+    needs_root_machines()
     return built_image("booting machines needs root on Linux (systemd-nspawn, mount, cgroups)").rootfs
 
 
@@ -436,7 +430,7 @@ def test_a_machine_booted_from_a_short_lived_thread_outlives_it(rootfs, run_dir)
 
 
 def test_a_machine_that_cannot_boot_says_why_and_leaves_nothing(tmp_path_factory, run_dir):
-    _needs_root_machines()
+    needs_root_machines()
     broken = tmp_path_factory.mktemp("brokenroot")
     (broken / "usr/lib").mkdir(parents=True)
     (broken / "usr/lib/os-release").write_text("ID=broken\n")
