@@ -870,25 +870,26 @@ class OpenStackProvisioner(Provisioner):
             out.append(rec)
         return out
 
+    async def _console(self, record: WorkerRecord, length: int) -> str:
+        """The last ``length`` lines of the server's console; raises ProvisionerError."""
+        out = await self._call(f"reading the console of {record.name}",
+                               self._sdk("compute", "get_server_console_output"), record.id,
+                               length=length)
+        return (out or {}).get("output", "") if isinstance(out, dict) else str(out or "")
+
     async def worker_log(self, record: WorkerRecord) -> str:
         try:
-            out = await self._call(f"reading the console of {record.name}",
-                                   self._sdk("compute", "get_server_console_output"), record.id, length=40)
+            return await self._console(record, 40)
         except ProvisionerError as e:
             return f"(console output unavailable: {e})"
-        return (out or {}).get("output", "") if isinstance(out, dict) else str(out or "")
 
     async def boot_failure(self, record: WorkerRecord) -> str | None:
         """The console's :data:`.cloudconfig.BOOT_FAILURES` line (cloud-init ran our user-data
         and the worker will not start), or None (also when the console cannot be read)."""
         try:
-            out = await self._call(f"reading the console of {record.name}",
-                                   self._sdk("compute", "get_server_console_output"), record.id,
-                                   length=200)
+            return cloudconfig.boot_failure(await self._console(record, 200))
         except ProvisionerError:
             return None
-        text = (out or {}).get("output", "") if isinstance(out, dict) else str(out or "")
-        return cloudconfig.boot_failure(text)
 
     async def close(self) -> None:
         if self._bg:   # releases of cancelled requests: let them finish (each never raises)

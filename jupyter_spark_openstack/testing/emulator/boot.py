@@ -38,13 +38,11 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import Protocol
 
-from ...core.provisioners.cloudconfig import CloudConfigError, read_worker_boot
+from ...core.provisioners.cloudconfig import UNIT_NAME, CloudConfigError, read_worker_boot
 from .model import VM, CloudModel, now_iso
 
 SPARK_MODES = ("jvm", "none")
 BACKENDS = ("process", "container")
-#: the worker unit our user-data writes (masked for the ``no_worker`` fault in a machine)
-WORKER_UNIT = "spark-openstack-worker.service"
 
 
 class BootBackend(Protocol):
@@ -208,18 +206,13 @@ class ContainerBoot:
         self._machines: dict[str, object] = {}
         self._lock = threading.Lock()
 
-    @property
-    def hub_address(self) -> str:
-        """The host's address on the tenant network (where a per-user master binds)."""
-        return self.network.hub_address
-
     def create(self, vm: VM) -> None:
         vm.address = self.network.allocate(vm.id)
 
     async def boot(self, vm: VM) -> None:
         if vm.deleting:
             return
-        init = [f"systemd.mask={WORKER_UNIT}"] if "no_worker" in vm.injected else []
+        init = [f"systemd.mask={UNIT_NAME}"] if "no_worker" in vm.injected else []
         meta = {"availability-zone": vm.availability_zone}
         image = next((i for i in self.model.images if i["id"] == vm.image_id), {})
         spark = (self.spark_home, image["spark_home"]) if image.get("spark_home") else None
