@@ -4,6 +4,7 @@ shared-master mode, and a worker that dies during the spawn fails it fast and le
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 import pytest
@@ -89,16 +90,19 @@ def test_daemon_nice_must_be_0_to_19(bad):
 def test_spawned_daemons_get_the_niceness_and_keep_their_record(tmp_path):
     import psutil
 
-    rec = daemons._spawn("probe", ["sleep", "30", "1"], tmp_path / "probe.log", {}, nice=7,
-                         marker="30")
+    # a marker no other process carries: `sleep 30.<pid><n>` (a bare "30" may be in the
+    # command line of some other session leader on a busy machine)
+    secs = f"30.{os.getpid()}{time.monotonic_ns() % 100000}"
+    rec = daemons._spawn("probe", ["sleep", secs, "1"], tmp_path / "probe.log", {}, nice=7,
+                         marker=secs)
     try:
         p = psutil.Process(rec["pid"])
         deadline = time.monotonic() + 10
         while p.cmdline()[0] == "nice" and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert p.cmdline()[:2] == ["sleep", "30"]   # `nice` exec'd the command in place
+        assert p.cmdline()[:2] == ["sleep", secs]   # `nice` exec'd the command in place
         assert p.nice() == 7
-        assert rec["argv"] == ["30", "1"]           # the record names the command, not `nice`
+        assert rec["argv"] == [secs, "1"]           # the record names the command, not `nice`
         assert daemons.is_running(rec)
         # a record whose marker the process does not carry (forged, or a recycled pid) is
         # not that process: stopping it signals nothing

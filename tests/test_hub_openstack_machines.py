@@ -57,7 +57,7 @@ def cloud(tmp_path_factory):
         assert not left, f"processes left: {[p.cmdline()[:3] for p in left]}"
 
 
-def test_spawn_on_machines_job_reboot_and_stop(cloud):
+def test_spawn_on_machines_job_reboot_and_stop(cloud, monkeypatch):
     hub, emu = cloud
     c = hub.client
     t0 = time.monotonic()
@@ -92,7 +92,7 @@ def test_spawn_on_machines_job_reboot_and_stop(cloud):
         assert any(n not in ("", "0") for n in ran), ran
         # Nova's reboot of one worker: the machine reboots and our unit brings the worker back
         import openstack
-        os.environ["OS_CLIENT_CONFIG_FILE"] = str(emu.run_dir.parent / "clouds.yaml")
+        monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(emu.run_dir.parent / "clouds.yaml"))
         conn = openstack.connect(cloud="emulator")
         m0, vm0 = machines[0], vms[0]
         boots = m0.boots

@@ -211,6 +211,21 @@ async def test_unreachable_cloud_is_a_transient_error(tmp_path):
         await p.close()
 
 
+async def test_explicit_clouds_yaml_wins_over_the_hubs_os_environment(emu, tmp_path, monkeypatch):
+    """The hub's environment names another cloud (a dead one, as a leftover OS_CLIENT_CONFIG_FILE
+    would): the provisioner still talks to the cloud its own clouds_yaml names."""
+    dead = Emulator(spark_mode="none", run_dir=tmp_path / "dead").start()
+    stray = dead.write_clouds_yaml(tmp_path / "stray-clouds.yaml")
+    dead.stop()
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(stray))
+    monkeypatch.setenv("OS_CLOUD", "emulator")
+    p = OpenStackProvisioner(provisioner_config(emu, tmp_path / "clouds.yaml", retries=0))
+    try:
+        assert await p.list_workers(hub_id="h") == []
+    finally:
+        await p.close()
+
+
 async def test_unknown_image_or_size_fails_with_the_config_key(emu, tmp_path):
     p = OpenStackProvisioner(provisioner_config(emu, tmp_path / "clouds.yaml", image="no-such-image"))
     try:

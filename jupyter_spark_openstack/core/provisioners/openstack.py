@@ -359,9 +359,11 @@ class OpenStackProvisioner(Provisioner):
                 from openstack import config as osconfig  # noqa: PLC0415
 
                 c = self.config
-                files = [c["clouds_yaml"]] if c["clouds_yaml"] else None
                 try:
-                    cfg = osconfig.OpenStackConfig(config_files=files) if files else osconfig.OpenStackConfig()
+                    # an explicit clouds_yaml is the whole configuration: OS_CLIENT_CONFIG_FILE
+                    # and the other OS_* variables of the hub's environment do not override it
+                    cfg = (osconfig.OpenStackConfig(config_files=[c["clouds_yaml"]], load_envvars=False)
+                           if c["clouds_yaml"] else osconfig.OpenStackConfig())
                     region = cfg.get_one(cloud=c["cloud"], region_name=c["region_name"],
                                          api_timeout=c["api_timeout"])
                 except Exception as e:  # noqa: BLE001
