@@ -81,7 +81,7 @@ def test_kernel_resolves_localhost_and_refuses_remote_hosts(tmp_path):
     tf = cc.write_token_file(tmp_path / "tok", "abc")
     env = {kc.URL_ENV: "sc://127.0.0.1:15002", kc.TOKEN_FILE_ENV: tf}
     # PySpark switches to TLS for any host but the literal "localhost" when a token is set
-    assert kc.resolve(env) == ("sc://localhost:15002", "abc")
+    assert kc.resolve(env) == ("sc://localhost:15002", "abc", {})
     with pytest.raises(cc.ConnectError, match="needs TLS"):
         kc.resolve({kc.URL_ENV: "sc://spark.example.org:15002", kc.TOKEN_FILE_ENV: tf})
     with pytest.raises(ValidationError, match=kc.URL_ENV):
@@ -321,6 +321,121 @@ def test_doctor_checks_server_token_and_executors_python(specs):
     bad = cc.doctor_checks("connect-b", env_of("connect-b"))
     assert [c["status"] for c in bad] == ["fail"]
     assert "refused the token" in bad[0]["message"] and bad[0]["fix"]
+
+
+# ---- TLS in front of it: the head's HAProxy configuration, on loopback -------------------
+@pytest.fixture(scope="module")
+def tls_front(connect_cluster, tmp_path_factory):
+    """The Connect server behind a real HAProxy with the head's configuration (TLS, ALPN h2)
+    and a fresh cluster CA, on a loopback port."""
+    import shutil
+
+    from jupyter_spark_openstack.core.cluster import HEAD_TLS_NAME
+    from jupyter_spark_openstack.core.provisioners.headconfig import haproxy_config
+    from jupyter_spark_openstack.core.tls import make_cluster_tls
+
+    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    if not os.access(haproxy, os.X_OK):
+        pytest.fail("haproxy is missing: apt-get install haproxy (the TLS tests run the real one)")
+    _, state = connect_cluster
+    d = tmp_path_factory.mktemp("tls")
+    material = make_cluster_tls(HEAD_TLS_NAME)
+    bundle = d / "connect.pem"
+    bundle.write_text(material.server_bundle_pem)
+    bundle.chmod(0o600)
+    (d / "ca.pem").write_text(material.ca_pem)
+    port = free_port()
+    cfg = d / "haproxy.cfg"
+    cfg.write_text(haproxy_config(bundle=str(bundle), bind=f"127.0.0.1:{port}",
+                                  backend_port=state["connect"]["port"], user=None))
+    proc = subprocess.Popen([haproxy, "-db", "-f", str(cfg)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while not port_open("127.0.0.1", port) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stdout.read().decode()
+            time.sleep(0.1)
+        yield {"url": f"sc://127.0.0.1:{port}", "port": port, "ca": material.ca_pem.encode(),
+               "ca_file": str(d / "ca.pem"), "name": material.server_name,
+               "token": cc.read_token_file(state["connect"]["token_file"]),
+               "token_file": state["connect"]["token_file"]}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.spark
+def test_connect_over_tls_verifies_the_cluster_ca(tls_front):
+    from jupyter_spark_openstack.core.tls import make_cluster_tls
+
+    t = tls_front
+    assert cc.probe(t["url"], t["token"], ca_pem=t["ca"], server_name=t["name"]).startswith("4.")
+    # a CA of another cluster (same name on the certificate): refused, its own category
+    other = make_cluster_tls(t["name"]).ca_pem.encode()
+    with pytest.raises(cc.ConnectTLSError) as ei:
+        cc.probe(t["url"], t["token"], ca_pem=other, server_name=t["name"])
+    assert classify(str(ei.value)).category == "connect-tls-failed", str(ei.value)
+    assert cc.check_connect(t["url"], t["token"], ca_pem=other,
+                            server_name=t["name"])["category"] == "connect-tls-failed"
+    # the right CA, but a certificate for another name: refused too
+    with pytest.raises(cc.ConnectTLSError):
+        cc.probe(t["url"], t["token"], ca_pem=t["ca"], server_name="other.example")
+    # the right CA, a wrong token: the token's category
+    with pytest.raises(cc.ConnectAuthError) as ei:
+        cc.probe(t["url"], "not-the-token", ca_pem=t["ca"], server_name=t["name"])
+    assert classify(str(ei.value)).category == "connect-auth-failed"
+    # nothing on the head's port: the head's own category
+    dead = f"sc://127.0.0.1:{free_port()}"
+    with pytest.raises(cc.ConnectUnreachableError) as ei:
+        cc.probe(dead, t["token"], ca_pem=t["ca"], server_name=t["name"])
+    assert classify(str(ei.value)).category == "connect-head-unreachable", str(ei.value)
+    assert cc.check_connect(dead, t["token"], ca_pem=t["ca"],
+                            server_name=t["name"])["category"] == "connect-head-unreachable"
+
+
+@pytest.mark.spark
+def test_connect_kernel_over_tls_runs_a_job_with_ca_and_token_from_files(tls_front, tmp_path):
+    """The kernel trusts the CA file of its kernelspec only, reads the token from a file; neither
+    the token nor the CA's text is in kernel.json."""
+    from jupyter_spark_openstack.core.kernelspec import (
+        ENV_CONNECT_CA_FILE,
+        ENV_CONNECT_TLS_NAME,
+        build_kernel_json,
+    )
+    from jupyter_spark_openstack.core.models import KernelSettings
+
+    t = tls_front
+    settings = KernelSettings.parse(name="connect-tls", connect_url=t["url"],
+                                    connect_token_file=t["token_file"],
+                                    connect_ca_file=t["ca_file"], connect_tls_name=t["name"])
+    spec = build_kernel_json(settings)
+    assert spec["env"][ENV_CONNECT_CA_FILE] == t["ca_file"]
+    assert spec["env"][ENV_CONNECT_TLS_NAME] == t["name"]
+    text = json.dumps(spec)
+    assert t["token"] not in text and "BEGIN CERTIFICATE" not in text
+    kdir = tmp_path / "share" / "jupyter" / "kernels" / "connect-tls"
+    kdir.mkdir(parents=True)
+    (kdir / "kernel.json").write_text(text)
+    k = Kernel(tmp_path, "connect-tls")
+    try:
+        r = k.run("spark.range(1000).count()", timeout=180)
+        assert r["status"] == "ok" and r["text"] == "1000", r
+    finally:
+        k.stop()
+    # the same kernelspec with another cluster's CA file: the cell says why, not a hang
+    from jupyter_spark_openstack.core.tls import make_cluster_tls
+
+    bad_ca = tmp_path / "old-ca.pem"
+    bad_ca.write_text(make_cluster_tls(t["name"]).ca_pem)
+    spec["env"][ENV_CONNECT_CA_FILE] = str(bad_ca)
+    (kdir / "kernel.json").write_text(json.dumps(spec))
+    k = Kernel(tmp_path, "connect-tls")
+    try:
+        r = k.run("spark.range(3).count()", timeout=180)
+        assert r["status"] == "error", r
+        assert classify(r["error"]).category == "connect-tls-failed", r["error"]
+    finally:
+        k.stop()
 
 
 @pytest.mark.spark

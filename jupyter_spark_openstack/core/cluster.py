@@ -46,7 +46,7 @@ from .localcluster import LocalCluster
 from .models import parse_master_url
 from .options import ClusterOptions
 from .provisioners.base import Provisioner, WorkerRecord, WorkerSpec
-from .spark import daemons, uiguard
+from .spark import daemons, ports, uiguard
 from .spark.master_client import afetch_master_state
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,9 @@ class ClusterConfig:
     #: put the UI guard (a per-cluster token, :mod:`.spark.uiguard`) in front of the web UIs
     #: of the cluster's daemons and drivers on this host
     ui_guard: bool = False
+    #: where each user's head (master + Connect server) runs: ``hub`` (this host) or
+    #: ``cluster`` (a machine of her cluster, reached over TLS); None: the provisioner's default
+    head_placement: str | None = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -92,6 +95,13 @@ class ClusterConfig:
                 or self.master_start_slots < 0:
             raise ValidationError("master_start_slots", self.master_start_slots,
                                   "an integer >= 0 (0: no limit)")
+        if self.head_placement is not None and self.head_placement not in HEAD_PLACEMENTS:
+            raise ValidationError("head_placement", self.head_placement,
+                                  "'hub' (her master and Connect server on the hub host), 'cluster' "
+                                  "(on a head machine of her cluster) or None (the provisioner's default)")
+        if self.head_placement == "cluster" and self.master_mode == "shared":
+            raise ValidationError("head_placement", self.head_placement,
+                                  "'hub' when master_mode is 'shared' (a shared master has no head)")
         if self.master_mode not in ("per-user", "shared"):
             raise ValidationError("master_mode", self.master_mode, "'per-user' or 'shared'")
         if self.master_mode == "shared":
@@ -103,6 +113,11 @@ class ClusterConfig:
                 raise ValidationError("shared_master_webui_url", self.shared_master_webui_url,
                                       "the shared master's web UI URL (http://host:8080) when master_mode is 'shared'")
 
+
+HEAD_PLACEMENTS = ("hub", "cluster")
+#: the DNS name the head's certificate carries (each cluster has a CA of its own, so the
+#: name need not be unique; clients verify it with ``grpc.ssl_target_name_override``)
+HEAD_TLS_NAME = "connect.head.spark-openstack.internal"
 
 _START_GATES: dict[tuple[int, int], asyncio.Semaphore] = {}
 
@@ -150,6 +165,7 @@ class SparkCluster:
             "workers": options.workers, "cores": options.total_cores,
             "memory_mb": options.total_memory_mb,
             "master": None, "records": [], "started_at": None, "phase": "new",
+            "placement": head_placement(config, provisioner),
         }
         return cls(config, provisioner, state, **kw)
 
@@ -199,7 +215,17 @@ class SparkCluster:
 
     @property
     def records(self) -> list[WorkerRecord]:
+        """Every machine of the cluster: the workers and (placement ``cluster``) the head."""
         return [WorkerRecord.from_dict(r) for r in self.state.get("records", [])]
+
+    @property
+    def worker_records(self) -> list[WorkerRecord]:
+        return [r for r in self.records if not r.is_head]
+
+    @property
+    def placement(self) -> str:
+        """``hub`` or ``cluster`` (see :attr:`ClusterConfig.head_placement`)."""
+        return self.state.get("placement") or "hub"
 
     def _save(self, **changes) -> None:
         """Record a change: in ``<run_dir>/cluster.json`` (found by the reconciler even if the
@@ -219,12 +245,16 @@ class SparkCluster:
         try:
             self._make_dirs()
             secret = self._make_secret() if self.config.authenticate and self.config.master_mode == "per-user" else None
-            await self._start_master(secret)
-            if self.config.connect_server:
-                await self._start_connect(secret)
+            if self.placement == "cluster":
+                await self._start_head(secret, t0)
+            else:
+                await self._start_master(secret)
+                if self.config.connect_server:
+                    await self._start_connect(secret)
             await self._start_workers(secret, t0)
             if self.config.connect_server:
-                await self._wait_connect(t0)
+                await (self._wait_head_connect(t0) if self.placement == "cluster"
+                       else self._wait_connect(t0))
         except BaseException as e:
             self.emit(95, f"Spawn failed, cleaning up: {e}")
             try:
@@ -358,6 +388,118 @@ class SparkCluster:
                            "process": st["master"]})
         self.emit(20, f"Spark master ready at {st['master_url']}")
 
+    # ---- the head on a machine of her cluster (placement "cluster") ---------------------
+    async def _start_head(self, secret: str | None, t0: float) -> None:
+        """Boot her head server (master + Connect server behind TLS), wait until it has an
+        address and its master answers. The hub host runs no JVM for her."""
+        from . import tls as tlsmod  # noqa: PLC0415
+        from .provisioners.base import HeadSpec  # noqa: PLC0415
+        from .spark import connect  # noqa: PLC0415
+
+        s = self.state
+        self.emit(5, "Requesting her cluster's head server (Spark master and Connect server)")
+        token = connect.generate_token()
+        token_file = connect.write_token_file(self.run_dir / "connect.token", token)
+        material = await asyncio.to_thread(tlsmod.make_cluster_tls, HEAD_TLS_NAME)
+        ca_file = safefs.write_file(self.run_dir / "connect-ca.pem", material.ca_pem, 0o644,
+                                    replace=True)
+        self._save(connect={"remote": True, "token_file": token_file, "ca_file": ca_file,
+                            "server_name": material.server_name, "url": None},
+                   master={"mode": "head"}, phase="head")
+        conf = {**self.connect_defaults(), **self.worker_conf, **self.config.connect_conf}             if self.config.connect_server else {}
+        spec = HeadSpec(hub_id=s["hub_id"], owner=s["owner"], cluster_id=s["cluster_id"],
+                        name=f"{s['cluster_id']}-head", token=token, tls=material, secret=secret,
+                        server_name=s["server_name"],
+                        driver_memory=self.config.connect_driver_memory,
+                        connect_conf=conf, master_conf=dict(daemons.HARDENING))
+        rec = await self.provisioner.request_head(spec)
+        self._save(records=[*self.state["records"], rec.to_dict()])   # the moment it exists
+        host = await self._wait_head_address(rec, t0)
+        webui = ports.webui_url(host)
+        self._save(master={"mode": "head", "host": host, "master_url": ports.master_url(host),
+                           "webui_url": webui},
+                   connect={**self.state["connect"], "host": host, "port": ports.CONNECT_PORT,
+                            "url": ports.connect_url(host, ports.CONNECT_PORT)})
+        self.emit(15, f"Head server {rec.name} is up at {host}; waiting for its Spark master")
+        await self._wait_head_master(rec, t0)
+        self.emit(20, f"Spark master ready on the head at {self.master_url}")
+
+    def _head_deadline_error(self, what: str, t0: float) -> ClusterError:
+        return ClusterError(f"Timed out after {time.monotonic() - t0:.0f}s waiting for {what}")
+
+    async def _head_check(self, rec: WorkerRecord) -> str | None:
+        """The head's address once it runs; ClusterError when it failed or will not start."""
+        st = await self.provisioner.worker_status(rec)
+        if st.state in ("failed", "gone"):
+            detail = st.message or await self.provisioner.worker_log(rec)
+            raise ClusterError(f"the cluster's head {rec.name} {st.state}: {detail}".strip())
+        if st.state == "running":
+            why = await self.provisioner.boot_failure(rec)
+            if why:
+                raise ClusterError(f"the cluster's head {rec.name} will not start: {why}")
+            return st.host
+        return None
+
+    async def _wait_head_address(self, rec: WorkerRecord, t0: float) -> str:
+        deadline = t0 + self.config.start_timeout
+        poll = 0.5
+        while True:
+            try:
+                host = await self._head_check(rec)
+            except ProvisionerError as e:   # unknown, not gone: keep waiting
+                self.log.warning("head %s: %s", rec.name, e)
+                host = None
+            if host:
+                return host
+            if time.monotonic() > deadline:
+                raise self._head_deadline_error(f"the head server {rec.name} to run", t0)
+            await asyncio.sleep(poll)
+            poll = min(poll * 1.3, 3.0)
+
+    async def _wait_head_master(self, rec: WorkerRecord, t0: float) -> None:
+        deadline = t0 + self.config.start_timeout
+        poll, last_check = 0.5, 0.0
+        while True:
+            ms = await afetch_master_state(self.webui_url, timeout=3.0)
+            if ms.reachable:
+                return
+            if time.monotonic() - last_check > 5.0:
+                last_check = time.monotonic()
+                with contextlib.suppress(ProvisionerError):
+                    await self._head_check(rec)
+            if time.monotonic() > deadline:
+                raise self._head_deadline_error(
+                    f"the Spark master on the head ({self.webui_url}: {ms.error or 'no answer'})", t0)
+            await asyncio.sleep(poll)
+            poll = min(poll * 1.3, 2.0)
+
+    async def _wait_head_connect(self, t0: float) -> None:
+        """Her Connect server answers over TLS, verified against the cluster's CA."""
+        from .spark import connect  # noqa: PLC0415
+
+        rec = self.state["connect"]
+        token = connect.read_token_file(rec["token_file"])
+        ca = Path(rec["ca_file"]).read_bytes()
+        deadline = t0 + max(60.0, self.config.start_timeout)
+        last = ""
+        while True:
+            try:
+                version = await asyncio.to_thread(connect.probe, rec["url"], token, 10.0,
+                                                  ca_pem=ca, server_name=rec["server_name"])
+                break
+            except (connect.ConnectAuthError, connect.ConnectTLSError):
+                raise
+            except connect.ConnectError as e:
+                last = str(e)
+            if time.monotonic() > deadline:
+                raise connect.ConnectError(f"her Spark Connect server on the head was not ready "
+                                           f"in time ({last})")
+            await asyncio.sleep(1.0)
+        warm = await asyncio.to_thread(connect.warm_up, rec["url"], token, max(
+            1.0, min(90.0, deadline - time.monotonic())), ca_pem=ca, server_name=rec["server_name"])
+        self._save(connect={**rec, "spark_version": version, "warm_up_s": warm})
+        self.emit(93, f"Spark Connect server ready on the head at {rec['url']} (TLS)")
+
     def connect_defaults(self) -> dict[str, str]:
         """The Connect server is the user's one long-lived driver. It starts one executor per
         worker at once (the first query is fast) and gives them back after 60 s idle (dynamic
@@ -423,9 +565,11 @@ class SparkCluster:
         rec = self.state.get("connect")
         if not rec:
             return
-        await asyncio.to_thread(connect.stop_connect_server, rec)
-        if rec.get("token_file"):
-            Path(rec["token_file"]).unlink(missing_ok=True)
+        if not rec.get("remote"):   # on the head: it goes with the head's server
+            await asyncio.to_thread(connect.stop_connect_server, rec)
+        for key in ("token_file", "ca_file"):
+            if rec.get(key):
+                Path(rec[key]).unlink(missing_ok=True)
         self._save(connect=None)
 
     def _specs(self, secret: str | None) -> list[WorkerSpec]:
@@ -437,6 +581,7 @@ class SparkCluster:
                        memory=size["memory"], master_url=self.master_url, secret=secret,
                        size=size["name"], flavor=size.get("flavor"),
                        server_name=s["server_name"], spark_conf=self.worker_conf,
+                       master_on_head=self.placement == "cluster",
                        daemon_user=self.daemon_user)
             for i in range(1, s["workers"] + 1)
         ]
@@ -492,7 +637,7 @@ class SparkCluster:
         hosts: dict[str, str] = {}
         while True:
             ms = await afetch_master_state(self.webui_url, timeout=3.0, ui_token=self.ui_token)
-            records = self.records
+            records = self.worker_records
             if ms.reachable:
                 alive = [w for w in ms.alive_workers if self._matches(w, records, set(hosts.values()))]
                 now = len(alive)
@@ -651,10 +796,18 @@ class SparkCluster:
         return [r for r in results if r is not None]
 
 
+def head_placement(config: ClusterConfig, provisioner: Provisioner) -> str:
+    """Where a new cluster's head runs: the hub's setting, else the provisioner's default;
+    ``hub`` whenever the master is shared."""
+    if config.master_mode == "shared":
+        return "hub"
+    return config.head_placement or provisioner.default_head_placement
+
+
 #: paths a cluster's state may hold, each of which must lie under its run_dir
 _STATE_PATHS = (("secret_file",), ("session_dir",), ("master", "run_dir"),
                 ("ui_guard", "token_file"), ("ui_guard", "user_token_file"),
-                ("connect", "token_file"), ("connect", "properties_file"),
+                ("connect", "token_file"), ("connect", "ca_file"), ("connect", "properties_file"),
                 ("connect", "marker"), ("connect", "log"))
 
 

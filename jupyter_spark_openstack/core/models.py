@@ -156,6 +156,12 @@ def parse_kernel_name(field_name: str, value: object) -> str:
     return text.lower()
 
 
+def _parse_tls_name(field_name: str, value: object) -> str:
+    from .tls import parse_server_name  # noqa: PLC0415
+
+    return parse_server_name(field_name, value)
+
+
 @dataclass(frozen=True)
 class KernelSettings:
     """What a PySpark kernelspec says: where Spark is and how much of it one kernel may use."""
@@ -173,6 +179,9 @@ class KernelSettings:
     connect_token_file: str | None = None
     cluster_name: str | None = None
     webui_url: str | None = None
+    #: TLS to a head of her cluster: the cluster CA's file and the name its certificate carries
+    connect_ca_file: str | None = None
+    connect_tls_name: str | None = None
 
     @classmethod
     def parse(cls, *, master: object = None, name: object = "pyspark",
@@ -181,7 +190,8 @@ class KernelSettings:
               driver_memory: object = None, conf: Iterable[str] | Mapping[str, object] = (),
               connect_url: object = None, secret_file: object = None,
               connect_token_file: object = None, cluster_name: object = None,
-              webui_url: object = None,
+              webui_url: object = None, connect_ca_file: object = None,
+              connect_tls_name: object = None,
               field_names: Mapping[str, str] | None = None) -> KernelSettings:
         """Validate raw values; ``field_names`` maps model fields to the names a person typed
         (e.g. ``{"executor_memory": "--executor-memory"}``) so errors speak their language."""
@@ -221,6 +231,9 @@ class KernelSettings:
             connect_token_file=str(connect_token_file) if connect_token_file else None,
             cluster_name=str(cluster_name) if cluster_name else None,
             webui_url=parse_webui_url(f("webui_url"), webui_url) if webui_url is not None else None,
+            connect_ca_file=str(connect_ca_file) if connect_ca_file else None,
+            connect_tls_name=_parse_tls_name(f("connect_tls_name"), connect_tls_name)
+            if connect_tls_name else None,
         )
 
     @property

@@ -24,12 +24,18 @@ import threading
 import time
 from collections.abc import Mapping
 
+from ..core.kernelspec import (
+    ENV_CONNECT_CA_FILE,
+    ENV_CONNECT_TLS_NAME,
+    ENV_CONNECT_TOKEN_FILE,
+    ENV_CONNECT_URL,
+)
 from ..core.models import parse_connect_url
 from ..core.spark import connect as core_connect
 from ..core.spark.connect import ConnectError, ConnectUnreachableError
 
-URL_ENV = "SPARK_OPENSTACK_CONNECT_URL"
-TOKEN_FILE_ENV = "SPARK_OPENSTACK_CONNECT_TOKEN_FILE"
+URL_ENV = ENV_CONNECT_URL
+TOKEN_FILE_ENV = ENV_CONNECT_TOKEN_FILE
 TOKEN_ENV = core_connect.TOKEN_ENV
 TIMEOUT_ENV = "SPARK_OPENSTACK_CONNECT_TIMEOUT"
 DEFAULT_TIMEOUT = 15.0
@@ -79,11 +85,15 @@ def _say(log, msg: str) -> None:
         log(msg)
 
 
-def resolve(env: Mapping[str, str]) -> tuple[str, str | None]:
-    """``(client_url, token)`` from the kernel's environment, validated.
+def resolve(env: Mapping[str, str]) -> tuple[str, str | None, dict]:
+    """``(client_url, token, tls)`` from the kernel's environment, validated; ``tls`` is
+    ``{"ca_pem", "server_name"}`` (the keywords of :func:`.core.spark.connect.channel_builder`)
+    when the kernelspec names the cluster's CA (a head on her cluster), else ``{}``.
 
-    Raises :class:`~jupyter_spark_openstack.core.errors.ValidationError` for a bad URL and
-    :class:`ConnectError` for a refused host or an unreadable token file."""
+    Raises :class:`~jupyter_spark_openstack.core.errors.ValidationError` for a bad URL or CA
+    file and :class:`ConnectError` for a refused host or an unreadable token file."""
+    from ..core.tls import read_ca_file  # noqa: PLC0415
+
     url = parse_connect_url(URL_ENV, env.get(URL_ENV))
     host, port = core_connect._host_port(url)
     token_file = env.get(TOKEN_FILE_ENV)
@@ -91,13 +101,17 @@ def resolve(env: Mapping[str, str]) -> tuple[str, str | None]:
         token = core_connect.read_token_file(token_file)
     else:
         token = env.get(TOKEN_ENV) or None
+    ca_file = env.get(ENV_CONNECT_CA_FILE)
+    if ca_file:
+        tls = {"ca_pem": read_ca_file(ca_file), "server_name": env.get(ENV_CONNECT_TLS_NAME) or None}
+        return f"sc://{host}:{port}", token, tls
     if host in ("127.0.0.1", "localhost", "[::1]", "::1"):
         host = core_connect.CLIENT_HOST
     elif token:
         raise ConnectError(
-            f"{URL_ENV}={url}: a Spark Connect server on another host needs TLS, which is not "
-            "supported yet; run the notebook server on the Connect server's host (sc://localhost:PORT)")
-    return f"sc://{host}:{port}", token
+            f"{URL_ENV}={url}: a Spark Connect server on another host needs TLS: the kernelspec "
+            f"names no CA ({ENV_CONNECT_CA_FILE}); restart your server from the hub")
+    return f"sc://{host}:{port}", token, {}
 
 
 def create_session(env: Mapping[str, str] | None = None, app_name: str | None = None, log=None):
@@ -110,9 +124,10 @@ def create_session(env: Mapping[str, str] | None = None, app_name: str | None = 
     """
     env = os.environ if env is None else env
     timeout = float(env.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT)
-    url, token = resolve(env)
-    _say(log, f"Spark Connect: checking {url} ({'with' if token else 'without'} a token)")
-    version = core_connect.probe(url, token, timeout=timeout)
+    url, token, tls = resolve(env)
+    _say(log, f"Spark Connect: checking {url} ({'with' if token else 'without'} a token"
+              f"{', TLS with the cluster CA' if tls else ''})")
+    version = core_connect.probe(url, token, timeout=timeout, **tls)
     _say(log, f"Spark Connect: server {url} answers (Spark {version})")
 
     # Code that calls SparkSession.builder.getOrCreate() itself gets this same session (and
@@ -121,12 +136,9 @@ def create_session(env: Mapping[str, str] | None = None, app_name: str | None = 
     os.environ["SPARK_REMOTE"] = url
     os.environ.pop(TOKEN_ENV, None)
 
-    from pyspark.sql.connect.client.core import DefaultChannelBuilder  # noqa: PLC0415
     from pyspark.sql.connect.session import SparkSession  # noqa: PLC0415
 
-    builder = DefaultChannelBuilder(url)
-    if token:
-        builder.set("token", token)
+    builder = core_connect.channel_builder(url, token, **tls)
     user = env.get("JUPYTERHUB_USER") or env.get("USER")
     if user:
         builder.set("user_id", user)

@@ -43,6 +43,8 @@ class WorkerSpec:
     size: str | None = None            # the admin's size name ("small", ...)
     flavor: str | None = None          # backend-specific machine type (OpenStack flavor)
     server_name: str = ""              # JupyterHub named-server name ("" for the default)
+    #: the master is on the cluster's head (placement ``cluster``), not on the hub host
+    master_on_head: bool = False
     #: Spark properties the worker daemon must run with (hardening, network crypto): every
     #: provisioner passes them to the worker as they are, on top of its own
     spark_conf: dict[str, str] = field(default_factory=dict)
@@ -53,6 +55,33 @@ class WorkerSpec:
     def __repr__(self) -> str:  # keep the secret out of logs and tracebacks
         return (f"WorkerSpec(cluster_id={self.cluster_id!r}, name={self.name!r}, "
                 f"cores={self.cores}, memory={self.memory!r}, master_url={self.master_url!r})")
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """A cluster's head to create (head placement ``cluster``): a machine of her cluster that
+    runs her Spark master and her Connect server behind TLS. Validated before it is built."""
+
+    hub_id: str
+    owner: str
+    cluster_id: str
+    name: str                          # e.g. "<cluster_id>-head"
+    token: str                         # the Connect token (never logged)
+    tls: Any                           # :class:`..tls.ClusterTLS` (its key never logged)
+    secret: str | None = None          # spark.authenticate secret (never logged)
+    server_name: str = ""
+    driver_memory: str = "1g"
+    #: Spark properties of her Connect server (executor sizes, hardening, network crypto)
+    connect_conf: dict[str, str] = field(default_factory=dict)
+    #: Spark properties of her master
+    master_conf: dict[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"HeadSpec(cluster_id={self.cluster_id!r}, name={self.name!r})"
+
+
+#: ``WorkerRecord.data["role"]`` of a head (workers have none, or "worker")
+ROLE_HEAD = "head"
 
 
 @dataclass
@@ -70,6 +99,10 @@ class WorkerRecord:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def is_head(self) -> bool:
+        return (self.data or {}).get("role") == ROLE_HEAD
 
     @classmethod
     def from_dict(cls, d: dict) -> WorkerRecord:
@@ -120,6 +153,19 @@ class Provisioner(abc.ABC):
 
     @abc.abstractmethod
     async def list_workers(self, *, hub_id: str, owner: str | None = None) -> list[WorkerRecord]: ...
+
+    #: where a user's head (master + Connect server) runs by default: ``hub`` (on the hub
+    #: host) or ``cluster`` (a machine of her cluster, :meth:`request_head`)
+    default_head_placement: ClassVar[str] = "hub"
+
+    async def request_head(self, spec: HeadSpec) -> WorkerRecord:
+        """Ask for the cluster's head machine (placement ``cluster``); its record (with
+        ``data["role"] == "head"``) is status-checked, listed and deleted like a worker's."""
+        from ..errors import ValidationError  # noqa: PLC0415
+
+        raise ValidationError("head_placement", "cluster",
+                              f"'hub' with the {self.name!r} provisioner (it has no cluster "
+                              "machines to run a head on)")
 
     async def worker_log(self, record: WorkerRecord) -> str:
         """Console/log output of a worker, for error messages. Default: empty."""

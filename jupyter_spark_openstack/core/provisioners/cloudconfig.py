@@ -73,7 +73,7 @@ ENV_REQUIRED = ("SPARK_MASTER_URL", "SPARK_WORKER_CORES", "SPARK_WORKER_MEMORY",
                 "SPARK_WORKER_PORT", "SPARK_WORKER_WEBUI_PORT")
 
 # Fixed scripts: constant text, no value from any person is ever inserted in them.
-_HOSTS_SCRIPT_TEXT = """#!/bin/sh
+HOSTS_SCRIPT_TEXT = """#!/bin/sh
 # Make this VM's hostname resolve to its primary address (not 127.0.1.1), so the Spark
 # master can reach the worker back by the name it registers with.
 set -eu
@@ -222,7 +222,7 @@ class WorkerBoot:
                 f"cores={self.cores}, memory={self.memory!r}, install_mode={self.install_mode!r})")
 
 
-def _env_text(values: dict[str, str]) -> str:
+def env_text(values: dict[str, str]) -> str:
     lines = []
     for k, v in values.items():
         if not k.isidentifier() or not _ENV_VALUE_RE.fullmatch(str(v)):
@@ -264,7 +264,7 @@ def parse_worker_spark_conf(value: object, field: str = "spark_conf") -> dict[st
     return out
 
 
-def _escape_property_value(value: str) -> str:
+def escape_property_value(value: str) -> str:
     r"""A value as a Java properties file needs it: ``\\`` for a backslash, ``\ `` for a
     leading space (which the loader would drop), ``\uXXXX`` (UTF-16) for every character
     outside printable ASCII, so no control character is ever written raw. ``=``, ``:``, ``#``
@@ -289,7 +289,7 @@ def properties_text(props: Mapping[str, str]) -> str:
     """``key=value`` lines of a Java properties file, keys and values checked
     (:func:`parse_worker_spark_conf`) and values escaped."""
     checked = parse_worker_spark_conf(props, "properties")
-    return "".join(f"{k}={_escape_property_value(v)}\n" for k, v in checked.items())
+    return "".join(f"{k}={escape_property_value(v)}\n" for k, v in checked.items())
 
 
 def parse_properties(text: str) -> dict[str, str]:
@@ -344,8 +344,22 @@ def parse_env_file(text: str) -> dict[str, str]:
     return out
 
 
+def unit_text(sections: list[tuple[str, list[tuple[str, str]]]]) -> str:
+    """A systemd unit from (section, [(key, value)]) data, one entry per line; a value with a
+    line break is refused."""
+    out = []
+    for name, entries in sections:
+        out.append(f"[{name}]")
+        for k, v in entries:
+            if "\n" in v or "\r" in v:
+                raise ValidationError(f"unit.{k}", v, "a single line")
+            out.append(f"{k}={v}")
+        out.append("")
+    return "\n".join(out)
+
+
 def _unit_text(install: InstallConfig) -> str:
-    """The systemd unit, as (section, key, value) data serialised one entry per line."""
+    """The worker's systemd unit."""
     spark_class = parse_abs_path("install.spark_home", install.spark_home) + "/bin/spark-class"
     sections: list[tuple[str, list[tuple[str, str]]]] = [
         ("Unit", [("Description", "Spark worker (jupyter-spark-openstack)"),
@@ -372,15 +386,7 @@ def _unit_text(install: InstallConfig) -> str:
                      ("RestartSec", "5")]),
         ("Install", [("WantedBy", "multi-user.target")]),
     ]
-    out = []
-    for name, entries in sections:
-        out.append(f"[{name}]")
-        for k, v in entries:
-            if "\n" in v or "\r" in v:
-                raise ValidationError(f"unit.{k}", v, "a single line")
-            out.append(f"{k}={v}")
-        out.append("")
-    return "\n".join(out)
+    return unit_text(sections)
 
 
 def build_cloud_config(*, hostname: str, master_url: str, cores: int, memory: str,
@@ -415,8 +421,8 @@ def build_cloud_config(*, hostname: str, master_url: str, cores: int, memory: st
              **parse_worker_spark_conf(spark_conf)}
     files = [
         {"path": HOSTS_SCRIPT, "permissions": "0755", "owner": "root:root",
-         "content": _HOSTS_SCRIPT_TEXT},
-        {"path": ENV_FILE, "permissions": "0600", "owner": "root:root", "content": _env_text(env)},
+         "content": HOSTS_SCRIPT_TEXT},
+        {"path": ENV_FILE, "permissions": "0600", "owner": "root:root", "content": env_text(env)},
         {"path": PROPERTIES_FILE, "permissions": "0644", "owner": "root:root",
          "content": properties_text(props)},
         {"path": UNIT_FILE, "permissions": "0644", "owner": "root:root",
@@ -434,7 +440,7 @@ def build_cloud_config(*, hostname: str, master_url: str, cores: int, memory: st
         doc["package_update"] = True
         doc["packages"] = [install.java_package, "curl"]
         files.append({"path": INSTALL_ENV_FILE, "permissions": "0600", "owner": "root:root",
-                      "content": _env_text({"SPARK_URL": install.spark_url or "",
+                      "content": env_text({"SPARK_URL": install.spark_url or "",
                                             "SPARK_SHA512": install.spark_sha512 or ""})})
         files.append({"path": INSTALL_SCRIPT, "permissions": "0755", "owner": "root:root",
                       "content": _INSTALL_SCRIPT_TEXT})
@@ -445,7 +451,7 @@ def build_cloud_config(*, hostname: str, master_url: str, cores: int, memory: st
     return doc
 
 
-class _Dumper(yaml.SafeDumper):
+class Dumper(yaml.SafeDumper):
     """Multi-line strings as literal blocks (``|``), so the files read as they will be written."""
 
 
@@ -454,13 +460,13 @@ def _str_representer(dumper, data):
     return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
 
 
-_Dumper.add_representer(str, _str_representer)
+Dumper.add_representer(str, _str_representer)
 
 
 def render_user_data(**kwargs) -> str:
     """``#cloud-config`` + the YAML of :func:`build_cloud_config` (same keyword arguments)."""
     doc = build_cloud_config(**kwargs)
-    return "#cloud-config\n" + yaml.dump(doc, Dumper=_Dumper, sort_keys=False,
+    return "#cloud-config\n" + yaml.dump(doc, Dumper=Dumper, sort_keys=False,
                                           default_flow_style=False, width=1000)
 
 

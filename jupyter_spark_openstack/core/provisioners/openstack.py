@@ -87,8 +87,9 @@ from ..models import (
     parse_positive_int,
 )
 from . import cloudconfig
-from .base import Provisioner, WorkerRecord, WorkerSpec, WorkerStatus
+from .base import ROLE_HEAD, HeadSpec, Provisioner, WorkerRecord, WorkerSpec, WorkerStatus
 from .cloudconfig import InstallConfig, parse_worker_spark_conf, render_user_data
+from .headconfig import render_head_user_data
 
 # Imported here, once, when the provisioner class is loaded: importing openstacksdk lazily in
 # the API threads while a hub serves requests starves its event loop for ~0.5 s.
@@ -105,6 +106,7 @@ MD_SERVER = "spark_openstack_server"
 MD_CLUSTER = "spark_openstack_cluster"
 MD_WORKER = "spark_openstack_worker"
 MD_REQUEST = "spark_openstack_request"
+MD_ROLE = "spark_openstack_role"
 
 _HOSTNAME_RE = re.compile(r"[^a-z0-9-]+")
 
@@ -122,6 +124,8 @@ CONFIG_KEYS = {
     "region_name": "region to use",
     "flavors": "a mapping of size name -> flavor name or id, e.g. {small: m1.small} "
                "(for sizes that do not name their flavor themselves)",
+    "head_flavor": "flavor of each user's head server (head placement 'cluster': her Spark "
+                   "master and Connect server; default: the flavor of size 'head' in flavors)",
     "image": "image name or id holding the worker OS (Java + Spark in mode 'preinstalled')",
     "networks": "list of network names or ids for the workers",
     "key_name": "keypair name for ssh access (optional)",
@@ -251,6 +255,7 @@ class OpenStackProvisioner(Provisioner):
     name = "openstack"
     default_boot_timeout = 600.0
     remote_workers = True   # VMs: Spark traffic crosses the network (encrypted, see base.py)
+    default_head_placement = "cluster"   # her master and driver on a server of her own
 
     def __init__(self, config: dict | None = None, *, log=None):
         super().__init__(config, log=log)
@@ -298,6 +303,8 @@ class OpenStackProvisioner(Provisioner):
             raise ValidationError("openstack.flavors", flavors, CONFIG_KEYS["flavors"])
         out["flavors"] = {parse_os_name("openstack.flavors (size name)", k):
                           parse_os_name(f"openstack.flavors.{k}", v) for k, v in flavors.items()}
+        out["head_flavor"] = (parse_os_name("openstack.head_flavor", c["head_flavor"])
+                              if c.get("head_flavor") is not None else out["flavors"].get("head"))
         if c.get("image") is None:
             raise ValidationError("openstack.image", None, CONFIG_KEYS["image"])
         out["image"] = parse_os_name("openstack.image", c["image"])
@@ -668,13 +675,24 @@ class OpenStackProvisioner(Provisioner):
             raise QuotaError("OpenStack quota: " + "; ".join(problems) +
                              ". Ask for fewer or smaller workers, or ask the cloud admin for more quota.")
 
-    def _create_kwargs(self, spec: WorkerSpec, flavor, resolved: dict, sg: str | None,
+    def _user_data(self, spec: WorkerSpec | HeadSpec) -> str:
+        if isinstance(spec, HeadSpec):
+            return render_head_user_data(hostname=_hostname(spec.name), secret=spec.secret,
+                                         token=spec.token, tls=spec.tls, install=self.install,
+                                         driver_memory=spec.driver_memory,
+                                         connect_conf=spec.connect_conf,
+                                         master_conf=spec.master_conf)
+        return render_user_data(hostname=_hostname(spec.name), master_url=spec.master_url,
+                                cores=spec.cores, memory=spec.memory, secret=spec.secret,
+                                install=self.install, spark_conf=spec.spark_conf)
+
+    def _create_kwargs(self, spec: WorkerSpec | HeadSpec, flavor, resolved: dict, sg: str | None,
                        nonce: str) -> dict:
-        user_data = render_user_data(hostname=_hostname(spec.name), master_url=spec.master_url,
-                                     cores=spec.cores, memory=spec.memory, secret=spec.secret,
-                                     install=self.install, spark_conf=spec.spark_conf)
+        user_data = self._user_data(spec)
         metadata = {MD_HUB: spec.hub_id, MD_OWNER: spec.owner, MD_SERVER: spec.server_name,
                     MD_CLUSTER: spec.cluster_id, MD_WORKER: spec.name, MD_REQUEST: nonce}
+        if isinstance(spec, HeadSpec):
+            metadata[MD_ROLE] = ROLE_HEAD
         metadata = {k: str(v)[:255] for k, v in metadata.items()}
         groups = list(self.config["security_groups"]) + ([sg] if sg else [])
         kw = {"name": spec.name, "flavor_id": flavor.id, "image_id": resolved["image_id"],
@@ -698,6 +716,8 @@ class OpenStackProvisioner(Provisioner):
             hub_id=spec.hub_id if spec else md.get(MD_HUB, ""),
             created_at=time.time() if spec else _epoch(getattr(server, "created_at", None)),
             data={"server_name": spec.server_name if spec else md.get(MD_SERVER, ""),
+                  "role": ROLE_HEAD if (isinstance(spec, HeadSpec) if spec else md.get(MD_ROLE) == ROLE_HEAD)
+                  else "worker",
                   "request": md.get(MD_REQUEST) if spec is None else None,
                   "flavor": (server.flavor or {}).get("original_name") if isinstance(server.flavor, dict) else None})
 
@@ -713,7 +733,7 @@ class OpenStackProvisioner(Provisioner):
         """With ``master_host`` set, the workers' master URL must name that host: a master bound
         elsewhere (e.g. 127.0.0.1) is unreachable from the VMs and they would never register."""
         mh = self.config.get("master_host")
-        if not mh or not spec.master_url.startswith("spark://"):
+        if not mh or spec.master_on_head or not spec.master_url.startswith("spark://"):
             return
         hosts = [hp.rpartition(":")[0] for hp in spec.master_url[len("spark://"):].split(",")]
         if mh not in hosts:
@@ -750,14 +770,27 @@ class OpenStackProvisioner(Provisioner):
                 attempt += 1
                 await asyncio.sleep(delay)
 
+    async def request_head(self, spec: HeadSpec) -> WorkerRecord:
+        """Boot the cluster's head server (:mod:`.headconfig`), in the cluster's group."""
+        name = self.config["head_flavor"]
+        if not name:
+            raise ValidationError("openstack.head_flavor", None,
+                                  "a flavor for the users' head servers (or a size 'head' in "
+                                  "openstack.flavors), needed by head placement 'cluster'")
+        await self._run(self._user_data, spec)   # refused before anything is created
+        return await self._request_server(spec, name)
+
     async def request_worker(self, spec: WorkerSpec) -> WorkerRecord:
         self._check_master_reachable(spec)
         parse_worker_spark_conf(spec.spark_conf)   # refused before anything is created
+        return await self._request_server(spec, self.flavor_for(spec))
+
+    async def _request_server(self, spec: WorkerSpec | HeadSpec, flavor_name: str) -> WorkerRecord:
         manage = self.config["manage_security_group"]
         key = (spec.hub_id, spec.cluster_id)
         if manage:
             security_group_name(spec.hub_id, spec.cluster_id)   # a ValidationError comes first
-        flavor = await self._flavor(self.flavor_for(spec))
+        flavor = await self._flavor(flavor_name)
         resolved = await self._resolve()
         sg = None
         if manage:

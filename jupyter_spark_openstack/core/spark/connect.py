@@ -83,6 +83,55 @@ class ConnectAuthError(ConnectError):
     """The Connect server refused the token (or no token was given)."""
 
 
+class ConnectTLSError(ConnectError):
+    """The TLS handshake failed: the server's certificate is not signed by the CA the client
+    trusts (a wrong or stale CA file), or it names another host."""
+
+
+_TLS_BUILDER = None
+
+
+def channel_builder(url: str, token: str | None = None, *, ca_pem: bytes | None = None,
+                    server_name: str | None = None):
+    """A PySpark channel builder for ``url``. Without ``ca_pem``: PySpark's own
+    ``DefaultChannelBuilder`` (local credentials for ``sc://localhost``). With ``ca_pem``: TLS
+    that trusts that CA and nothing else, checking the certificate names ``server_name`` (a
+    subclass of ``DefaultChannelBuilder`` whose ``toChannel`` builds
+    ``grpc.ssl_channel_credentials(root_certificates=ca_pem)``; verification is never off)."""
+    global _TLS_BUILDER
+    import grpc  # noqa: PLC0415
+    from pyspark.sql.connect.client.core import DefaultChannelBuilder  # noqa: PLC0415
+
+    if ca_pem is None:
+        b = DefaultChannelBuilder(url)
+    else:
+        if _TLS_BUILDER is None:
+            class TLSChannelBuilder(DefaultChannelBuilder):
+                """TLS to a cluster head, trusting only the cluster's CA."""
+
+                ca_pem: bytes = b""
+
+                @property
+                def secure(self) -> bool:
+                    return True
+
+                def toChannel(self):
+                    creds = grpc.ssl_channel_credentials(root_certificates=self.ca_pem)
+                    if self.token is not None:
+                        creds = grpc.composite_channel_credentials(
+                            creds, grpc.access_token_call_credentials(self.token))
+                    return self._secure_channel(self.endpoint, creds)
+
+            _TLS_BUILDER = TLSChannelBuilder
+        b = _TLS_BUILDER(url)
+        b.ca_pem = ca_pem
+        if server_name:
+            b.setChannelOption("grpc.ssl_target_name_override", server_name)
+    if token:
+        b.set("token", token)
+    return b
+
+
 # ---- tokens --------------------------------------------------------------------------------
 def generate_token() -> str:
     """A fresh random token (256 bits, URL-safe)."""
@@ -292,21 +341,27 @@ def stop_connect_server(rec: dict | None, timeout: float = 20.0) -> None:
 
 
 # ---- reaching the server -------------------------------------------------------------------
-def probe(url: str, token: str | None, timeout: float = 10.0) -> str:
+def probe(url: str, token: str | None, timeout: float = 10.0, *, ca_pem: bytes | None = None,
+          server_name: str | None = None) -> str:
     """One real RPC (AnalyzePlan: SparkVersion) with a gRPC deadline; returns Spark's version.
+    ``ca_pem``/``server_name``: TLS to a cluster head (:func:`channel_builder`).
 
-    Raises :class:`ConnectAuthError` when the server refuses the token and
+    Raises :class:`ConnectAuthError` when the server refuses the token,
+    :class:`ConnectTLSError` when its certificate is not the CA's, and
     :class:`ConnectUnreachableError` when nothing answers within ``timeout`` seconds.
     """
     import grpc  # noqa: PLC0415
-    from pyspark.sql.connect.client.core import DefaultChannelBuilder  # noqa: PLC0415
     from pyspark.sql.connect.proto import base_pb2, base_pb2_grpc  # noqa: PLC0415
 
     host, port = _host_port(url)
     if not port_open("127.0.0.1" if host == CLIENT_HOST else host, port, timeout=min(2.0, timeout)):
+        if ca_pem is not None:
+            raise ConnectUnreachableError(
+                f"the cluster's head at {url} does not answer (connection refused, or no route: "
+                "is the head server up, and is this host allowed by its security group?)")
         raise ConnectUnreachableError(f"no Spark Connect server listens on {url} (connection refused)")
-    target = f"sc://{host}:{port}/" + (f";token={token}" if token else "")
-    channel = DefaultChannelBuilder(target).toChannel()
+    channel = channel_builder(f"sc://{host}:{port}", token, ca_pem=ca_pem,
+                              server_name=server_name).toChannel()
     try:
         stub = base_pb2_grpc.SparkConnectServiceStub(channel)
         req = base_pb2.AnalyzePlanRequest(session_id=str(uuid.uuid4()),
@@ -323,6 +378,10 @@ def probe(url: str, token: str | None, timeout: float = 10.0) -> str:
                     f"the Spark Connect server at {url} refused the "
                     + ("token" if token else "connection: no token was given")
                     + f" ({code.name}: {detail})") from None
+            if ca_pem is not None and _is_tls_failure(detail):
+                raise ConnectTLSError(
+                    f"the TLS handshake with {url} failed: its certificate is not signed by the "
+                    f"cluster's CA or does not name {server_name or host} ({detail})") from None
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise ConnectUnreachableError(
                     f"the Spark Connect server at {url} did not answer within {timeout:.0f}s") from None
@@ -333,6 +392,15 @@ def probe(url: str, token: str | None, timeout: float = 10.0) -> str:
         channel.close()
 
 
+_TLS_FAILURE_RE = re.compile(r"handshake fail|CERTIFICATE_VERIFY_FAILED|certificate verify failed|"
+                             r"Peer name .* is not in peer certificate|ssl_transport_security|"
+                             r"WRONG_VERSION_NUMBER|SSL_ERROR", re.IGNORECASE)
+
+
+def _is_tls_failure(detail: str) -> bool:
+    return bool(_TLS_FAILURE_RE.search(detail or ""))
+
+
 def _host_port(url: str) -> tuple[str, int]:
     rest = url[len("sc://"):] if url.startswith("sc://") else url
     rest = rest.split("/", 1)[0]
@@ -340,18 +408,18 @@ def _host_port(url: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def warm_up(url: str, token: str | None, timeout: float = 60.0) -> float | None:
+def warm_up(url: str, token: str | None, timeout: float = 60.0, *, ca_pem: bytes | None = None,
+            server_name: str | None = None) -> float | None:
     """Run one tiny job (``range(0, 2)`` over 2 partitions, collected) through the server so
     its executors are up and its code paths warm before the first kernel asks; returns the
     seconds it took, or None if it did not finish within ``timeout`` (best effort: a cluster
     without free cores must not fail the start)."""
     import grpc  # noqa: PLC0415
-    from pyspark.sql.connect.client.core import DefaultChannelBuilder  # noqa: PLC0415
     from pyspark.sql.connect.proto import base_pb2, base_pb2_grpc, relations_pb2  # noqa: PLC0415
 
     host, port = _host_port(url)
-    target = f"sc://{host}:{port}/" + (f";token={token}" if token else "")
-    channel = DefaultChannelBuilder(target).toChannel()
+    channel = channel_builder(f"sc://{host}:{port}", token, ca_pem=ca_pem,
+                              server_name=server_name).toChannel()
     t0 = time.monotonic()
     session_id = str(uuid.uuid4())
     user = os.environ.get("USER", "warm-up")
@@ -420,12 +488,19 @@ def _log_tail(rec: dict, lines: int = 15) -> str:
 
 
 # ---- doctor --------------------------------------------------------------------------------
-def check_connect(url: str, token: str | None, timeout: float = 5.0) -> dict:
-    """For ``doctor``: ``{"ok", "category", "message", "version"}``; never raises."""
+def check_connect(url: str, token: str | None, timeout: float = 5.0, *, ca_pem: bytes | None = None,
+                  server_name: str | None = None) -> dict:
+    """For ``doctor``: ``{"ok", "category", "message", "version"}``; never raises. Categories:
+    ``connect-auth-failed`` (token), ``connect-tls-failed`` (CA), ``connect-unreachable``."""
     try:
-        version = probe(url, token, timeout=timeout)
+        version = probe(url, token, timeout=timeout, ca_pem=ca_pem, server_name=server_name)
     except ConnectAuthError as e:
         return {"ok": False, "category": "connect-auth-failed", "message": str(e), "version": None}
+    except ConnectTLSError as e:
+        return {"ok": False, "category": "connect-tls-failed", "message": str(e), "version": None}
+    except ConnectUnreachableError as e:
+        category = "connect-head-unreachable" if ca_pem is not None else "connect-unreachable"
+        return {"ok": False, "category": category, "message": str(e), "version": None}
     except ConnectError as e:
         return {"ok": False, "category": "connect-unreachable", "message": str(e), "version": None}
     except (OSError, ValueError) as e:
