@@ -82,7 +82,8 @@ async def spark_once(prov, n: int, run: int, root: Path) -> tuple[float, float]:
 
     opts = OptionsSchema(sizes=[{"name": "small", "cores": 1, "memory": "1g", "flavor": "m1.small"}],
                          limits=Limits(max_workers_per_user=8)).parse({"workers": n, "size": "small"})
-    cluster = SparkCluster.new(ClusterConfig(hub_id="bench", start_timeout=300, connect_server=False), prov,
+    cluster = SparkCluster.new(ClusterConfig(hub_id="bench", start_timeout=300, connect_server=False,
+                                             head_placement="hub"), prov,
                                owner=f"s{run}n{n}", options=opts, run_dir=root / f"c{run}-{n}")
     t0 = time.perf_counter()
     try:

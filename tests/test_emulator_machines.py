@@ -321,7 +321,7 @@ async def test_a_spawn_with_a_wrong_sha512_fails_at_once_with_the_console_line(c
     sizes = [{"name": "small", "cores": 1, "memory": "512m", "flavor": "m1.small"}]
     opts = OptionsSchema(sizes=sizes).parse({"workers": 1, "size": "small"})
     cfg = ClusterConfig(hub_id="emumachines", start_timeout=600.0, connect_server=False,
-                        master_host=cloud["hub"])
+                        master_host=cloud["hub"], head_placement="hub")
     cluster = SparkCluster.new(cfg, prov, owner="bob", options=opts, run_dir=tmp_path / "cluster")
     t0 = time.monotonic()
     try:

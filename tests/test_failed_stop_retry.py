@@ -39,7 +39,8 @@ async def test_a_failed_stop_is_retried_with_backoff_until_nothing_is_left(emu, 
                                                    retry_backoff=0.01, retries=1,
                                                    poll_interval=0.05))
     base = tmp_path / "clusters"
-    config = ClusterConfig(hub_id="retry", connect_server=False, base_dir=str(base))
+    config = ClusterConfig(hub_id="retry", connect_server=False, base_dir=str(base),
+                           head_placement="hub")
     options = OptionsSchema().parse({"workers": 2, "size": "small"})
     cluster = SparkCluster.new(config, prov, owner="alice", options=options,
                                run_dir=base / "alice")
@@ -94,7 +95,8 @@ async def test_a_stop_from_a_stale_database_state_still_stops_what_cluster_json_
     prov = OpenStackProvisioner(provisioner_config(emu, tmp_path / "clouds.yaml",
                                                    retry_backoff=0.01, poll_interval=0.05))
     base = tmp_path / "clusters"
-    config = ClusterConfig(hub_id="stale", connect_server=False, base_dir=str(base))
+    config = ClusterConfig(hub_id="stale", connect_server=False, base_dir=str(base),
+                           head_placement="hub")
     options = OptionsSchema().parse({"workers": 2, "size": "small"})
     cluster = SparkCluster.new(config, prov, owner="alice", options=options, run_dir=base / "alice")
     cluster._make_dirs()

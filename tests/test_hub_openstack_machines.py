@@ -41,7 +41,10 @@ def cloud(tmp_path_factory):
                                  master_host=emu.hub_address, hub_cidr=str(emu.network.network))
         cfg["install"] = {"mode": "preinstalled", "spark_home": "/opt/spark"}
         extra = "\n".join([f"c.SparkClusterMixin.worker_sizes = {DEMO_SIZES!r}",
-                           f"c.SparkClusterMixin.master_host = {emu.hub_address!r}"])
+                           f"c.SparkClusterMixin.master_host = {emu.hub_address!r}",
+                           # her master on the hub's tenant address, her workers machines
+                           # (placement 'cluster' on machines: tests/test_head_on_machines.py)
+                           "c.SparkClusterMixin.head_placement = 'hub'"])
         info = write_hub_config(d / "hub", provisioner="openstack", provisioner_config=cfg,
                                 extra=extra, spawner_overrides={"cluster_start_timeout": 240.0,
                                                                 "hub_id": "hubmachines"})

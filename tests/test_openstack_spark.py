@@ -55,6 +55,7 @@ async def prov(emu, tmp_path):
 def new_cluster(prov, tmp_path, workers, size="small", timeout=120.0, events=None):
     opts = OptionsSchema(sizes=SIZES).parse({"workers": workers, "size": size})
     cfg = ClusterConfig(hub_id="ostest", start_timeout=timeout, patience_interval=5,
+                        head_placement="hub",  # in-process workers: her head on the hub host
                         connect_server=False,  # the job below is a classic driver
                         daemon_nice=5)
     emit = (lambda p, m: events.append(m)) if events is not None else None

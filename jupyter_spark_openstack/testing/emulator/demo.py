@@ -64,17 +64,21 @@ def start_demo_emulator(directory: str | os.PathLike, *, boot_delay: float = 3.0
     overrides = {}
     if emu.network is not None:
         overrides = {"master_host": emu.hub_address, "hub_cidr": str(emu.network.network),
-                     "install": {"mode": "preinstalled", "spark_home": "/opt/spark"}}
+                     "install": {"mode": "preinstalled", "spark_home": "/opt/spark"},
+                     "head_flavor": "m1.medium"}
     cfg = provisioner_config(emu, clouds, retry_backoff=0.5, poll_interval=1.0, api_timeout=30,
                              **overrides)
     extra = "\n".join([
         "# openstack provisioner against the bundled emulator " + emu.url,
         f"c.SparkClusterMixin.worker_sizes = {DEMO_SIZES!r}",
         f"c.SparkClusterMixin.master_host = {emu.hub_address!r}",
+        # machines can run her head; in-process workers cannot (the head stays on the hub)
+        f"c.SparkClusterMixin.head_placement = {'cluster' if boot_backend == 'container' else 'hub'!r}",
     ])
     if boot_backend == "container":
         print(f"Boot mode: container (each worker a machine with systemd and cloud-init on the "
-              f"tenant network {emu.network.network}; masters bind to {emu.hub_address})", flush=True)
+              f"tenant network {emu.network.network}; each user's head, her Spark master and "
+              f"Connect server behind TLS, is a machine of her cluster too)", flush=True)
     print(f"OpenStack emulator on {emu.url} (boot delay {boot_delay:.0f}s; clouds.yaml {clouds}; "
           f"API calls: {emu.url}/_emulator/calls, servers: {emu.url}/_emulator/servers)", flush=True)
     return emu, cfg, extra
