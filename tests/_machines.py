@@ -30,3 +30,19 @@ def needs_root_machines() -> None:
         pytest.skip("booting machines needs root on Linux (systemd-nspawn, mount, cgroups)")
     if shutil.which("systemd-nspawn") is None:
         pytest.skip("systemd-nspawn is missing (apt-get install systemd-container)")
+
+
+def java_pids_here() -> set[int]:
+    """Java processes in this host's PID namespace (a machine's processes are in their own,
+    though the host sees them too)."""
+    import psutil
+
+    mine = os.readlink("/proc/self/ns/pid")
+    out = set()
+    for p in psutil.process_iter(["pid", "name"]):
+        try:
+            if p.info["name"] == "java" and os.readlink(f"/proc/{p.info['pid']}/ns/pid") == mine:
+                out.add(p.info["pid"])
+        except OSError:
+            continue
+    return out

@@ -9,19 +9,18 @@ for her; stop leaves no server, machine or file."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-import psutil
 import pytest
 
 from jupyter_spark_openstack.core.cluster import ClusterConfig, SparkCluster
 from jupyter_spark_openstack.core.errors import ClusterError
 from jupyter_spark_openstack.core.options import OptionsSchema
 from jupyter_spark_openstack.core.spark import connect as cc
+from tests._machines import java_pids_here
 
 pytestmark = [pytest.mark.spark, pytest.mark.timeout(900)]
 
@@ -41,19 +40,6 @@ JOB = textwrap.dedent("""
                       "version": spark.version}))
     spark.stop()
 """)
-
-
-def _java_pids_here() -> set[int]:
-    """Java processes in this host's PID namespace (a machine's processes are in their own)."""
-    mine = os.readlink("/proc/self/ns/pid")
-    out = set()
-    for p in psutil.process_iter(["pid", "name"]):
-        try:
-            if p.info["name"] == "java" and os.readlink(f"/proc/{p.info['pid']}/ns/pid") == mine:
-                out.add(p.info["pid"])
-        except OSError:
-            continue
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +71,7 @@ def _provisioner(emu, d, **kw):
 async def test_head_on_her_cluster_tls_job_no_jvm_on_the_hub_and_stop(cloud, tmp_path):
     emu, d = cloud
     prov = _provisioner(emu, d)
-    before = _java_pids_here()
+    before = java_pids_here()
     events: list[str] = []
     opts = OptionsSchema(sizes=SIZES).parse({"workers": 2, "size": "small"})
     cfg = ClusterConfig(hub_id="headtest", master_host=emu.hub_address, start_timeout=400,
@@ -108,7 +94,7 @@ async def test_head_on_her_cluster_tls_job_no_jvm_on_the_hub_and_stop(cloud, tmp
         assert any("head server" in e.lower() for e in events), events
         assert any("Spark master ready on the head" in e for e in events), events
         # the hub host runs no JVM for her: her master and driver are in the head machine
-        assert _java_pids_here() - before == set()
+        assert java_pids_here() - before == set()
         head = emu.backend.machine(vms[heads[0].id])
         for unit in ("spark-openstack-master.service", "spark-openstack-connect.service",
                      "spark-openstack-tls.service"):
@@ -150,7 +136,7 @@ async def test_head_on_her_cluster_tls_job_no_jvm_on_the_hub_and_stop(cloud, tmp
     assert all(m.deleted and m.leftovers() == [] for m in machines)
     assert not Path(state["connect"]["token_file"]).exists()
     assert not Path(state["connect"]["ca_file"]).exists()
-    assert _java_pids_here() - before == set()
+    assert java_pids_here() - before == set()
 
 
 async def test_head_placement_needs_a_head_flavor_and_nothing_is_left(cloud, tmp_path):

@@ -1,9 +1,11 @@
 """End to end on real machines: a real JupyterHub with the ``openstack`` provisioner against the
-emulator in container mode. Her workers boot as machines with the real cloud-init running our
-user-data; our unit starts each worker, which registers with her master on the hub's tenant
-address; a Spark job runs in her kernel (its executors on the machines call her driver back
-over the tenant network); Nova's reboot of one worker brings it back; stop leaves no server,
-machine or process."""
+emulator in container mode, head placement ``cluster`` (the openstack default). Her head and her
+workers boot as machines with the real cloud-init running our user-data; her master and Connect
+server run on the head, behind HAProxy's TLS; the workers register with the head's master over
+the tenant network; a Spark job runs in her kernel (a Connect client in her notebook server on the
+hub host, verifying the head against her cluster's CA); her master's UI comes through the
+notebook server's proxy from the head; the hub host runs no JVM for her; Nova's reboot of one
+worker brings it back; stop leaves no server, machine or process."""
 
 from __future__ import annotations
 
@@ -38,13 +40,11 @@ def cloud(tmp_path_factory):
     hub = None
     try:
         cfg = provisioner_config(emu, d / "clouds.yaml", retry_backoff=0.1, poll_interval=0.5,
-                                 master_host=emu.hub_address, hub_cidr=str(emu.network.network))
+                                 master_host=emu.hub_address, hub_cidr=str(emu.network.network),
+                                 head_flavor="m1.medium")
         cfg["install"] = {"mode": "preinstalled", "spark_home": "/opt/spark"}
         extra = "\n".join([f"c.SparkClusterMixin.worker_sizes = {DEMO_SIZES!r}",
-                           f"c.SparkClusterMixin.master_host = {emu.hub_address!r}",
-                           # her master on the hub's tenant address, her workers machines
-                           # (placement 'cluster' on machines: tests/test_head_on_machines.py)
-                           "c.SparkClusterMixin.head_placement = 'hub'"])
+                           f"c.SparkClusterMixin.master_host = {emu.hub_address!r}"])
         info = write_hub_config(d / "hub", provisioner="openstack", provisioner_config=cfg,
                                 extra=extra, spawner_overrides={"cluster_start_timeout": 240.0,
                                                                 "hub_id": "hubmachines"})
@@ -71,16 +71,36 @@ def test_spawn_on_machines_job_reboot_and_stop(cloud, monkeypatch):
     assert "Worker 2/2 registered" in messages, messages
     assert events[-1].get("ready"), events[-1]
     c.wait_ready("alice")
-    print(f"\nspawn to ready with 2 machines: {time.monotonic() - t0:.1f} s")
-    vms = emu.model.list_servers()
-    assert len(vms) == 2
+    print(f"\nspawn to ready with a head and 2 workers: {time.monotonic() - t0:.1f} s")
+    assert any("head server" in m.lower() for m in messages), messages   # its own step
+    all_vms = emu.model.list_servers()
+    assert len(all_vms) == 3
+    heads = [vm for vm in all_vms if vm.metadata.get("spark_openstack_role") == "head"]
+    assert len(heads) == 1
+    head_vm = heads[0]
+    vms = [vm for vm in all_vms if vm is not head_vm]
     machines = [emu.backend.machine(vm) for vm in vms]
-    assert all(m is not None and m.running for m in machines)
-    assert all(vm.address and vm.address != "127.0.0.1" for vm in vms)
-    for m in machines:   # our unit runs the worker, which talks to her master on the hub's address
+    head = emu.backend.machine(head_vm)
+    assert all(m is not None and m.running for m in [*machines, head])
+    assert all(vm.address and vm.address != "127.0.0.1" for vm in all_vms)
+    for m in machines:   # our unit runs the worker, which talks to her master on the head
         assert m.run(["systemctl", "is-active", "spark-openstack-worker.service"]).stdout.strip() == "active"
         env = m.run(["cat", "/etc/spark-openstack/worker.env"]).stdout
-        assert f"SPARK_MASTER_URL=spark://{emu.hub_address}:" in env
+        assert f"SPARK_MASTER_URL=spark://{head_vm.address}:7077" in env
+    # the hub host runs no JVM for her: no java process of this hub in the hub's PID namespace
+    from tests._machines import java_pids_here
+
+    ours = {p.pid for p in processes_under(hub.dir.parent)}
+    assert java_pids_here() & ours == set()
+    # her kernelspec: Connect over TLS to the head, CA and token in her files, not in kernel.json
+    specs = c.kernelspecs("alice")["kernelspecs"]
+    env = specs["pyspark"]["spec"]["env"]
+    assert env["SPARK_OPENSTACK_CONNECT_URL"] == f"sc://{head_vm.address}:15002"
+    assert os.path.isfile(env["SPARK_OPENSTACK_CONNECT_CA_FILE"])
+    assert "BEGIN" not in str(specs["pyspark"]) and "token=" not in str(specs["pyspark"])
+    # her master's UI, from the head through her notebook server's proxy
+    r = c.s.get(c.user_url("alice") + "spark-openstack/ui/master/json/", timeout=60)
+    assert r.status_code == 200 and len(r.json()["workers"]) == 2, r.text[:300]
     code = ("df = spark.range(0, 200000, 1, 8).selectExpr('id % 7 AS k', 'id AS v')\n"
             "rows = df.groupBy('k').count().orderBy('k').collect()\n"
             "print(sum(r['count'] for r in rows), len(rows))")

@@ -70,7 +70,7 @@ def make_cluster_tls(server_name: str, *, valid_days: int = DEFAULT_VALID_DAYS) 
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: PLC0415
 
     name = parse_server_name("server_name", server_name)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     start, end = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=valid_days)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "jupyter-spark-openstack"),
