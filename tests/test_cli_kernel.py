@@ -12,6 +12,15 @@ from pathlib import Path
 import pytest
 
 from jupyter_spark_openstack.cli import main
+from jupyter_spark_openstack.core.kernelspec import (
+    ENV_CONF,
+    ENV_CONNECT_TOKEN_FILE,
+    ENV_CONNECT_URL,
+    ENV_MASTER_URL,
+    ENV_SECRET_FILE,
+    ENV_WEBUI_URL,
+    METADATA_KEY,
+)
 
 
 def _tree(root: Path) -> list[str]:
@@ -56,15 +65,15 @@ def test_install_writes_every_option(where, capsys, tmp_path):
     assert spec["argv"] == [sys.executable, "-m", "jupyter_spark_openstack.kernel", "-f",
                             "{connection_file}"]
     env = spec["env"]
-    assert env["SPARK_OPENSTACK_MASTER_URL"] == "spark://127.0.0.1:7077"
-    assert json.loads(env["SPARK_OPENSTACK_CONF"]) == {
+    assert env[ENV_MASTER_URL] == "spark://127.0.0.1:7077"
+    assert json.loads(env[ENV_CONF]) == {
         "spark.executor.memory": "2g", "spark.executor.cores": "2", "spark.cores.max": "6",
         "spark.driver.memory": "768m", "spark.sql.shuffle.partitions": "16",
         "spark.eventLog.enabled": "true"}
-    assert env["SPARK_OPENSTACK_SECRET_FILE"] == str(secret)
-    assert env["SPARK_OPENSTACK_WEBUI_URL"] == "http://127.0.0.1:8080"
+    assert env[ENV_SECRET_FILE] == str(secret)
+    assert env[ENV_WEBUI_URL] == "http://127.0.0.1:8080"
     assert os.path.isfile(os.path.join(env["SPARK_HOME"], "bin", "spark-class"))
-    meta = spec["metadata"]["jupyter_spark_openstack"]
+    meta = spec["metadata"][METADATA_KEY]
     assert meta["master_url"] == "spark://127.0.0.1:7077" and meta["mode"] == "classic"
     assert "do-not-copy-me" not in (path / "kernel.json").read_text()
     assert _tree(where["data"]) == []  # nothing in the user dir
@@ -103,10 +112,10 @@ def test_connect_kernel_install(where, capsys, tmp_path):
                       "--prefix", str(where["prefix"])], capsys)
     assert rc == 0, err
     spec = json.loads((where["kdir"] / "pyspark-connect" / "kernel.json").read_text())
-    assert spec["env"]["SPARK_OPENSTACK_CONNECT_URL"] == "sc://localhost:15002"
-    assert spec["env"]["SPARK_OPENSTACK_CONNECT_TOKEN_FILE"] == str(token)
-    assert "SPARK_OPENSTACK_MASTER_URL" not in spec["env"]
-    assert spec["metadata"]["jupyter_spark_openstack"]["mode"] == "connect"
+    assert spec["env"][ENV_CONNECT_URL] == "sc://localhost:15002"
+    assert spec["env"][ENV_CONNECT_TOKEN_FILE] == str(token)
+    assert ENV_MASTER_URL not in spec["env"]
+    assert spec["metadata"][METADATA_KEY]["mode"] == "connect"
     assert "secret-token" not in json.dumps(spec)
 
 
@@ -171,7 +180,7 @@ def test_existing_name_needs_replace(where, capsys):
     assert kjson.read_text() == before
     rc, _, err = run(base + ["--master", "spark://127.0.0.1:7177", "--replace"], capsys)
     assert rc == 0, err
-    assert json.loads(kjson.read_text())["env"]["SPARK_OPENSTACK_MASTER_URL"] == "spark://127.0.0.1:7177"
+    assert json.loads(kjson.read_text())["env"][ENV_MASTER_URL] == "spark://127.0.0.1:7177"
 
 
 def test_dry_run_prints_json_and_writes_nothing(where, capsys):
@@ -179,8 +188,8 @@ def test_dry_run_prints_json_and_writes_nothing(where, capsys):
                         "--cores-max", "3", "--dry-run", "--prefix", str(where["prefix"])], capsys)
     assert rc == 0, err
     spec = json.loads(out)
-    assert spec["env"]["SPARK_OPENSTACK_MASTER_URL"] == "spark://127.0.0.1:7077"
-    assert json.loads(spec["env"]["SPARK_OPENSTACK_CONF"]) == {"spark.cores.max": "3"}
+    assert spec["env"][ENV_MASTER_URL] == "spark://127.0.0.1:7077"
+    assert json.loads(spec["env"][ENV_CONF]) == {"spark.cores.max": "3"}
     assert str(where["kdir"] / "pyspark") in err
     assert _tree(where["root"]) == []
 

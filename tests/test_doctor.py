@@ -17,7 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_spark_openstack.core.clusterinfo import METADATA_KEY
+from jupyter_spark_openstack.core.kernelspec import (
+    ENV_MASTER_URL,
+    ENV_WEBUI_URL,
+    METADATA_KEY,
+)
 from jupyter_spark_openstack.core.spark.ports import free_port
 from tests._venv import make_venv
 
@@ -110,17 +114,17 @@ def test_spark_home_invalid(home, tmp_path):
 def test_master_unreachable_and_unknown_host(home):
     _, env = home
     port = free_port()
-    rc, checks = doctor({**env, "SPARK_OPENSTACK_MASTER_URL": f"spark://127.0.0.1:{port}"})
+    rc, checks = doctor({**env, ENV_MASTER_URL: f"spark://127.0.0.1:{port}"})
     assert rc == 1 and checks["master"]["status"] == "fail"
     assert f"127.0.0.1:{port}" in checks["master"]["message"]
-    rc, checks = doctor({**env, "SPARK_OPENSTACK_MASTER_URL": "spark://no-such-host.invalid:7077"})
+    rc, checks = doctor({**env, ENV_MASTER_URL: "spark://no-such-host.invalid:7077"})
     assert rc == 1 and "does not resolve" in checks["master"]["message"]
 
 
 def test_bad_master_setting_is_a_failed_check_not_a_crash(home):
     _, env = home
-    rc, checks = doctor({**env, "SPARK_OPENSTACK_MASTER_URL": "http://wrong"})
-    assert rc == 1 and "SPARK_OPENSTACK_MASTER_URL" in checks["master"]["message"]
+    rc, checks = doctor({**env, ENV_MASTER_URL: "http://wrong"})
+    assert rc == 1 and ENV_MASTER_URL in checks["master"]["message"]
 
 
 def test_bad_timeout_is_exit_2(home):
@@ -133,8 +137,7 @@ def test_bad_timeout_is_exit_2(home):
 @pytest.mark.spark
 def test_good_setup_passes_and_wrong_cluster_fails(home, spark_cluster):
     data, env = home
-    env.update(SPARK_OPENSTACK_MASTER_URL=spark_cluster["master_url"],
-               SPARK_OPENSTACK_MASTER_WEBUI_URL=spark_cluster["webui_url"])
+    env.update({ENV_MASTER_URL: spark_cluster["master_url"], ENV_WEBUI_URL: spark_cluster["webui_url"]})
     spec(data, "pyspark", master=spark_cluster["master_url"])
     rc, checks = doctor(env)
     bad = {n: c for n, c in checks.items() if c["status"] != "ok"}

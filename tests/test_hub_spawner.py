@@ -11,6 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from jupyter_spark_openstack.core.kernelspec import (
+    ENV_MASTER_URL,
+    ENV_SECRET_FILE,
+    ENV_START_TIMEOUT,
+    METADATA_KEY,
+)
 from jupyter_spark_openstack.demo.client import HubClient
 from jupyter_spark_openstack.demo.hubprocess import (
     processes_under,
@@ -97,14 +103,14 @@ def test_spawn_progress_job_and_teardown(hub):
 
     specs = c.kernelspecs("alice")["kernelspecs"]
     assert specs["pyspark"]["spec"]["display_name"] == "PySpark (2 workers · 2 cores)"
-    assert specs["pyspark"]["spec"]["metadata"]["jupyter_spark_openstack"]["mode"] == "connect"
+    assert specs["pyspark"]["spec"]["metadata"][METADATA_KEY]["mode"] == "connect"
     assert specs["pyspark-classic"]["spec"]["display_name"] == "PySpark classic, RDD API (2 workers · 2 cores)"
     token = Path(cluster["connect"]["token_file"]).read_text().strip()
     assert token not in json.dumps(specs) and token not in hub.log_path.read_text()
     kernel_json = json.dumps(specs["pyspark"]["spec"])
     secret = Path(cluster["secret_file"]).read_text().strip()
     assert secret and secret not in kernel_json
-    secret_copy = Path(specs["pyspark"]["spec"]["env"]["SPARK_OPENSTACK_SECRET_FILE"])
+    secret_copy = Path(specs["pyspark"]["spec"]["env"][ENV_SECRET_FILE])
     assert stat.S_IMODE(secret_copy.stat().st_mode) == 0o600
     assert secret not in hub.log_path.read_text()
 
@@ -178,8 +184,8 @@ def test_two_users_get_separate_masters_and_cannot_use_each_other(hub):
 
         # frank's classic kernel pointed at erin's master: erin's master refuses it
         spec = _kernel_json(frank, "pyspark-classic")
-        env = dict(spec["env"], SPARK_OPENSTACK_MASTER_URL=erin["master"]["master_url"],
-                   SPARK_OPENSTACK_START_TIMEOUT="40")
+        env = dict(spec["env"], **{ENV_MASTER_URL: erin["master"]["master_url"],
+                                   ENV_START_TIMEOUT: "40"})
         km = KernelManager(kernel_name="pyspark-classic")
         km._kernel_spec = KernelSpec(argv=spec["argv"], env=env, display_name="x", language="python")
         km.start_kernel(env={**os.environ, **env})

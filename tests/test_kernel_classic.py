@@ -17,7 +17,12 @@ import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 
-from jupyter_spark_openstack.core.kernelspec import install_kernelspec
+from jupyter_spark_openstack.core.kernelspec import (
+    ENV_CONF,
+    ENV_MASTER_URL,
+    ENV_SECRET_FILE,
+    install_kernelspec,
+)
 from jupyter_spark_openstack.core.models import KernelSettings
 from jupyter_spark_openstack.core.spark.master_client import fetch_master_state
 from jupyter_spark_openstack.core.spark.ports import free_port
@@ -162,9 +167,9 @@ def test_no_java_is_a_clear_error(tmp_path):
 def test_session_properties_secret_and_loopback_binding(tmp_path):
     secret = tmp_path / "secret"
     secret.write_text("abc123\n")
-    env = {"SPARK_OPENSTACK_MASTER_URL": "spark://localhost:7077",
-           "SPARK_OPENSTACK_CONF": json.dumps({"spark.executor.memory": "1g"}),
-           "SPARK_OPENSTACK_SECRET_FILE": str(secret)}
+    env = {ENV_MASTER_URL: "spark://localhost:7077",
+           ENV_CONF: json.dumps({"spark.executor.memory": "1g"}),
+           ENV_SECRET_FILE: str(secret)}
     props = session_properties(env, "pyspark-u-12345678")
     assert props["spark.authenticate"] == "true"
     assert props["spark.authenticate.secret"] == "abc123"
@@ -173,9 +178,9 @@ def test_session_properties_secret_and_loopback_binding(tmp_path):
     assert props["spark.app.name"] == "pyspark-u-12345678"
     assert props["spark.executor.memory"] == "1g"
     # a remote master: no loopback binding is forced; SPARK_LOCAL_IP wins when set
-    remote = session_properties({"SPARK_OPENSTACK_MASTER_URL": "spark://10.0.0.5:7077"}, "a")
+    remote = session_properties({ENV_MASTER_URL: "spark://10.0.0.5:7077"}, "a")
     assert "spark.driver.host" not in remote
-    pinned = session_properties({"SPARK_OPENSTACK_MASTER_URL": "spark://10.0.0.5:7077",
+    pinned = session_properties({ENV_MASTER_URL: "spark://10.0.0.5:7077",
                                  "SPARK_LOCAL_IP": "10.0.0.9"}, "a")
     assert pinned["spark.driver.bindAddress"] == "10.0.0.9"
     secret.write_text("")

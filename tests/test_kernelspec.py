@@ -32,6 +32,21 @@ def fake_distribution(tmp_path) -> Path:
     return home
 
 
+def test_the_contract_names_are_the_published_ones():
+    """The tests use the constants; this pins their values, which hand-written kernelspecs,
+    the spawner's notebook servers and the README rely on (a rename breaks them)."""
+    assert ks.METADATA_KEY == "jupyter_spark_openstack"
+    published = {
+        "ENV_MASTER_URL": "SPARK_OPENSTACK_MASTER_URL", "ENV_CONF": "SPARK_OPENSTACK_CONF",
+        "ENV_SECRET_FILE": "SPARK_OPENSTACK_SECRET_FILE",
+        "ENV_CONNECT_URL": "SPARK_OPENSTACK_CONNECT_URL",
+        "ENV_CONNECT_TOKEN_FILE": "SPARK_OPENSTACK_CONNECT_TOKEN_FILE",
+        "ENV_WEBUI_URL": "SPARK_OPENSTACK_MASTER_WEBUI_URL",
+        "ENV_CLUSTER_NAME": "SPARK_OPENSTACK_CLUSTER_NAME",
+        "ENV_START_TIMEOUT": "SPARK_OPENSTACK_START_TIMEOUT", "ENV_EAGER": "SPARK_OPENSTACK_EAGER"}
+    assert {n: getattr(ks, n, None) for n in published} == published
+
+
 def test_build_kernel_json_classic_puts_each_setting_in_its_place(tmp_path):
     secret = tmp_path / "secret"
     secret.write_text("s3cr3t-value\n")
@@ -46,21 +61,21 @@ def test_build_kernel_json_classic_puts_each_setting_in_its_place(tmp_path):
     assert spec["display_name"] == "Spark A"
     assert spec["language"] == "python"
     env = spec["env"]
-    assert env["SPARK_OPENSTACK_MASTER_URL"] == "spark://127.0.0.1:7077,127.0.0.1:7078"
-    assert json.loads(env["SPARK_OPENSTACK_CONF"]) == {
+    assert env[ks.ENV_MASTER_URL] == "spark://127.0.0.1:7077,127.0.0.1:7078"
+    assert json.loads(env[ks.ENV_CONF]) == {
         "spark.executor.memory": "2g", "spark.executor.cores": "2", "spark.cores.max": "4",
         "spark.driver.memory": "1g", "spark.sql.shuffle.partitions": "8",
         "spark.ui.enabled": "false"}
-    assert env["SPARK_OPENSTACK_SECRET_FILE"] == str(secret)
-    assert env["SPARK_OPENSTACK_WEBUI_URL"] == "http://127.0.0.1:8080"
+    assert env[ks.ENV_SECRET_FILE] == str(secret)
+    assert env[ks.ENV_WEBUI_URL] == "http://127.0.0.1:8080"
     assert env["PYSPARK_PYTHON"] == "/opt/py/bin/python3"
-    assert env["SPARK_OPENSTACK_CONNECT_URL"] == ""  # classic: empty, overriding an inherited value
+    assert env[ks.ENV_CONNECT_URL] == ""  # classic: empty, overriding an inherited value
     # the pyspark wheel: SPARK_HOME is the package, which is importable as is -> no PYTHONPATH
     import pyspark
     assert env["SPARK_HOME"] == str(Path(pyspark.__file__).parent)
     assert "PYTHONPATH" not in env
     assert "s3cr3t-value" not in json.dumps(spec)
-    assert spec["metadata"] == {"debugger": False, "jupyter_spark_openstack": {
+    assert spec["metadata"] == {"debugger": False, ks.METADATA_KEY: {
         "version": __version__, "mode": "classic",
         "master_url": "spark://127.0.0.1:7077,127.0.0.1:7078",
         "webui_url": "http://127.0.0.1:8080", "connect_url": None, "cluster_name": None}}
@@ -81,11 +96,11 @@ def test_build_kernel_json_connect_kernel(tmp_path):
     s = KernelSettings.parse(connect_url="sc://localhost:15002", connect_token_file=str(token),
                              master="spark://127.0.0.1:7077")
     spec = ks.build_kernel_json(s)
-    assert spec["env"]["SPARK_OPENSTACK_CONNECT_URL"] == "sc://localhost:15002"
-    assert spec["env"]["SPARK_OPENSTACK_CONNECT_TOKEN_FILE"] == str(token)
+    assert spec["env"][ks.ENV_CONNECT_URL] == "sc://localhost:15002"
+    assert spec["env"][ks.ENV_CONNECT_TOKEN_FILE] == str(token)
     assert spec["display_name"] == "PySpark"
-    assert spec["metadata"]["jupyter_spark_openstack"]["mode"] == "connect"
-    assert spec["metadata"]["jupyter_spark_openstack"]["connect_url"] == "sc://localhost:15002"
+    assert spec["metadata"][ks.METADATA_KEY]["mode"] == "connect"
+    assert spec["metadata"][ks.METADATA_KEY]["connect_url"] == "sc://localhost:15002"
     assert "tok-123" not in json.dumps(spec)
 
 
@@ -101,7 +116,7 @@ def test_install_into_data_dir_is_found_by_jupyter_client(tmp_path):
     ksm = KernelSpecManager(kernel_dirs=[str(data / "kernels")])
     spec = ksm.get_kernel_spec("pyspark-alice")
     assert spec.argv[:3] == [sys.executable, "-m", "jupyter_spark_openstack.kernel"]
-    assert json.loads(spec.env["SPARK_OPENSTACK_CONF"]) == {"spark.executor.memory": "512m"}
+    assert json.loads(spec.env[ks.ENV_CONF]) == {"spark.executor.memory": "512m"}
     # the same dict the builder makes, nothing else
     assert json.loads((path / "kernel.json").read_text()) == ks.build_kernel_json(s)
 
@@ -119,7 +134,7 @@ def test_install_refuses_existing_name_unless_replace(tmp_path):
     assert (path / "kernel.json").read_text() == before
     ks.install_kernelspec(second, prefix=prefix, replace=True)
     assert json.loads((path / "kernel.json").read_text())["env"][
-        "SPARK_OPENSTACK_MASTER_URL"] == "spark://127.0.0.1:9999"
+        ks.ENV_MASTER_URL] == "spark://127.0.0.1:9999"
 
 
 def test_list_and_remove_leave_foreign_kernelspecs_alone(tmp_path):
@@ -132,6 +147,10 @@ def test_list_and_remove_leave_foreign_kernelspecs_alone(tmp_path):
     assert [s["name"] for s in ks.list_kernelspecs(kernel_dirs=[kdir])] == ["ours"]
     both = ks.list_kernelspecs(kernel_dirs=[kdir], ours_only=False)
     assert {(s["name"], s["ours"]) for s in both} == {("ours", True), ("foreign", False)}
+    assert all("spec" not in s for s in both)
+    [full] = ks.list_kernelspecs(kernel_dirs=[kdir], with_spec=True)
+    on_disk = json.loads((kdir / "ours" / "kernel.json").read_text())
+    assert {k: full["spec"][k] for k in on_disk} == on_disk  # (jupyter_client adds defaults)
     with pytest.raises(ValidationError) as e:
         ks.remove_kernelspec("foreign", kernel_dirs=[kdir])
     assert "force" in e.value.allowed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from ..core.doctor import run_doctor
+from ..core.kernelspec import ENV_MASTER_URL
 
 _MARK = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
 
@@ -15,7 +16,7 @@ def register(sub) -> None:
         description="Checks: java present and new enough for this Spark; SPARK_HOME valid; "
                     "ipykernel, pyspark and py4j importable by each PySpark kernelspec's "
                     "interpreter; the master reachable; this host's name resolvable; each "
-                    "kernelspec's master is your cluster ($SPARK_OPENSTACK_MASTER_URL). "
+                    f"kernelspec's master is your cluster (${ENV_MASTER_URL}). "
                     "Exit 0 when no check fails (warnings allowed), 1 otherwise.")
     p.add_argument("--json", action="store_true", help='print {"ok": ..., "checks": [...]} as JSON')
     p.add_argument("--timeout", type=float, default=3.0,

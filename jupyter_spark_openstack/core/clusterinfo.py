@@ -13,25 +13,24 @@ from __future__ import annotations
 
 import asyncio
 import html
-import json
 import os
 import re
 import time
 import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from .errors import ValidationError
-from .models import parse_master_url
-from .spark.master_client import MasterState, parse_master_json
-from .spark.ports import MASTER_WEBUI_PORT, master_json_url, webui_url
-
-ENV_MASTER_URL = "SPARK_OPENSTACK_MASTER_URL"
-ENV_WEBUI_URL = "SPARK_OPENSTACK_MASTER_WEBUI_URL"
-ENV_CONNECT_URL = "SPARK_OPENSTACK_CONNECT_URL"
-METADATA_KEY = "jupyter_spark_openstack"   # kernel.json metadata section naming this package
+from .kernelspec import (
+    ENV_CONNECT_URL,
+    ENV_MASTER_URL,
+    ENV_WEBUI_URL,
+    METADATA_KEY,
+    list_kernelspecs,
+)
+from .models import parse_master_url, parse_webui_url
+from .spark.master_client import MasterState, error_text, fetch_master_state, http_get
+from .spark.ports import MASTER_WEBUI_PORT, webui_url
 
 APP_ID_RE = re.compile(r"^app-[0-9]{14}-[0-9]{4,}$")
 
@@ -51,20 +50,6 @@ class MasterTarget:
         return bool(self.webui_url)
 
 
-def parse_webui_url(field_name: str, value: object) -> str:
-    """``http(s)://host:port[/path]`` without query, fragment or credentials."""
-    text = str(value).strip() if value is not None else ""
-    parts = urlsplit(text)
-    if (parts.scheme in ("http", "https") and parts.hostname and not parts.username
-            and not parts.query and not parts.fragment):
-        try:
-            parts.port  # noqa: B018 - raises ValueError on a bad port
-        except ValueError:
-            raise ValidationError(field_name, value, "http(s)://host:port of the Spark master UI") from None
-        return text.rstrip("/")
-    raise ValidationError(field_name, value, "http(s)://host:port of the Spark master UI")
-
-
 def webui_from_master(master_url: str) -> str | None:
     """``spark://h:7077`` -> ``http://h:8080`` (the master UI's default port; first host of HA lists)."""
     if not master_url or not master_url.startswith("spark://"):
@@ -75,19 +60,13 @@ def webui_from_master(master_url: str) -> str | None:
 
 
 def pyspark_kernelspecs() -> dict[str, dict]:
-    """``{name: kernel.json dict + "resource_dir"}`` of every kernelspec whose metadata names this package."""
-    from jupyter_client.kernelspec import KernelSpecManager  # noqa: PLC0415
-
-    out = {}
+    """``{name: kernel.json dict + "resource_dir"}`` of every kernelspec whose metadata names
+    this package (:func:`.kernelspec.list_kernelspecs`)."""
     try:
-        specs = KernelSpecManager().get_all_specs()
-    except Exception:  # noqa: BLE001 - a broken kernel.json elsewhere must not hide ours
+        found = list_kernelspecs(with_spec=True)
+    except Exception:  # noqa: BLE001 - a broken kernel dir elsewhere must not hide ours
         return {}
-    for name, entry in sorted(specs.items()):
-        spec = entry.get("spec") or {}
-        if METADATA_KEY in (spec.get("metadata") or {}):
-            out[name] = {**spec, "resource_dir": entry.get("resource_dir")}
-    return out
+    return {s["name"]: {**s["spec"], "resource_dir": s["resource_dir"]} for s in found}
 
 
 def resolve_master(*, master_url: str | None = None, master_webui_url: str | None = None,
@@ -113,7 +92,7 @@ def resolve_master(*, master_url: str | None = None, master_webui_url: str | Non
         meta = (spec.get("metadata") or {}).get(METADATA_KEY) or {}
         kenv = spec.get("env") or {}
         m = meta.get("master_url") or kenv.get(ENV_MASTER_URL) or None
-        w = meta.get("webui_url") or kenv.get("SPARK_OPENSTACK_WEBUI_URL") or None
+        w = meta.get("webui_url") or kenv.get(ENV_WEBUI_URL) or None
         if m and not str(m).startswith("spark://"):
             m_ok = None  # local[*] kernels have no master to show
         else:
@@ -129,33 +108,7 @@ def resolve_master(*, master_url: str | None = None, master_webui_url: str | Non
     return MasterTarget(None, None, connect_url or env.get(ENV_CONNECT_URL) or None, "none")
 
 
-# ---- upstream reads ---------------------------------------------------------------------
-def _http_get(url: str, timeout: float) -> str:
-    from .spark import uiguard  # noqa: PLC0415
-
-    req = urllib.request.Request(url, headers=uiguard.headers())   # her UI guard's token
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        return resp.read().decode("utf-8", "replace")
-
-
-def _error_text(e: BaseException) -> str:
-    reason = getattr(e, "reason", None)
-    if isinstance(reason, BaseException):
-        reason = getattr(reason, "strerror", None) or str(reason)
-    if isinstance(e, TimeoutError) or "timed out" in str(reason or e):
-        return "timed out"
-    return str(reason or e) or type(e).__name__
-
-
-def read_master(webui: str, timeout: float) -> MasterState:
-    """One blocking ``GET {webui}/json/``; an unreachable master is a state."""
-    try:
-        data = json.loads(_http_get(master_json_url(webui), timeout))
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        return MasterState(webui_url=webui, reachable=False, error=_error_text(e))
-    return parse_master_json(webui, data)
-
-
+# ---- upstream reads (master_client.fetch_master_state reads /json/) ---------------------
 _ROW_RE = re.compile(r"<tr>(.*?)</tr>", re.S)
 _APPID_IN_ROW_RE = re.compile(r'appId=(app-[0-9]{14}-[0-9]{4,})"')
 _ABS_HREF_RE = re.compile(r'href="(https?://[^"]+)"')
@@ -187,7 +140,7 @@ class MasterStateCache:
     """
 
     def __init__(self, webui: str, *, refresh_interval: float = 5.0, timeout: float = 3.0,
-                 reader: Callable[[str, float], MasterState] = read_master,
+                 reader: Callable[[str, float], MasterState] = fetch_master_state,
                  clock: Callable[[], float] = time.monotonic):
         self.webui_url = webui.rstrip("/")
         self.refresh_interval = float(refresh_interval)
@@ -222,7 +175,7 @@ class MasterStateCache:
         try:
             state = await asyncio.to_thread(self._reader, self.webui_url, self.timeout)
         except Exception as e:  # noqa: BLE001 - a reader bug is still "unreachable", not a 500
-            state = MasterState(webui_url=self.webui_url, reachable=False, error=_error_text(e))
+            state = MasterState(webui_url=self.webui_url, reachable=False, error=error_text(e))
         self._state = state
         self._fetched = self._clock()
         return state
@@ -238,7 +191,7 @@ class MasterStateCache:
 
         def read() -> str | None:
             try:
-                page = _http_get(f"{self.webui_url}/app/?appId={app_id}", self.timeout)
+                page = http_get(f"{self.webui_url}/app/?appId={app_id}", self.timeout)
             except (urllib.error.URLError, OSError, ValueError):
                 return None
             return parse_app_detail_ui(page)

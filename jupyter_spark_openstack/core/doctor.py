@@ -14,15 +14,11 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
-from .clusterinfo import (
-    METADATA_KEY,
-    MasterTarget,
-    pyspark_kernelspecs,
-    read_master,
-    resolve_master,
-)
+from .clusterinfo import MasterTarget, pyspark_kernelspecs, resolve_master
 from .errors import ClusterError
+from .kernelspec import ENV_MASTER_URL, METADATA_KEY
 from .spark import home
+from .spark.master_client import fetch_master_state
 from .spark.ports import port_open
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -103,7 +99,7 @@ def kernelspec_master(spec: Mapping) -> str | None:
     if meta.get("master_url"):
         return str(meta["master_url"])
     env = spec.get("env") or {}
-    for key in ("SPARK_OPENSTACK_MASTER_URL", "SPARK_MASTER", "MASTER"):
+    for key in (ENV_MASTER_URL, "SPARK_MASTER", "MASTER"):
         if env.get(key):
             return str(env[key])
     args = shlex.split(env.get("PYSPARK_SUBMIT_ARGS", "")) if env.get("PYSPARK_SUBMIT_ARGS") else []
@@ -179,7 +175,7 @@ def check_master(name: str, master: str | None, webui: str | None, timeout: floa
             return Check(name, FAIL, f"nothing answers at {master} (TCP {host}:{port} refused or timed out)",
                          "start the cluster (or check its status) and the master URL's port")
     if webui:
-        st = read_master(webui, timeout)
+        st = fetch_master_state(webui, timeout)
         if not st.reachable:
             return Check(name, FAIL if not hp else WARN,
                          f"master UI {webui} does not answer: {st.error}",
@@ -210,12 +206,12 @@ def run_doctor(*, target: MasterTarget | None = None, kernelspecs: Mapping[str, 
     elif master_check is None:
         master_check = Check("master", WARN, "no Spark master is configured for this server",
                              "start a cluster (jupyter-spark-openstack cluster start) and install a "
-                             "kernelspec for it, or set SPARK_OPENSTACK_MASTER_URL")
+                             f"kernelspec for it, or set {ENV_MASTER_URL}")
     checks.append(master_check)
     if not specs:
         checks.append(Check("kernelspecs", WARN, "no PySpark kernelspec is installed",
                             "jupyter-spark-openstack kernel install --master spark://HOST:PORT"))
-    user_master = env.get("SPARK_OPENSTACK_MASTER_URL") or (target.master_url if target.source == "config" else None)
+    user_master = env.get(ENV_MASTER_URL) or (target.master_url if target.source == "config" else None)
     seen_masters: set[str] = set()
     for name, spec in specs.items():
         kenv = _kernel_env(spec, env)

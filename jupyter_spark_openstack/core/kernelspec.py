@@ -26,15 +26,17 @@ from .models import KernelSettings, parse_kernel_name
 from .spark.home import find_spark_home, py4j_zip
 
 KERNEL_MODULE = "jupyter_spark_openstack.kernel"
-METADATA_KEY = "jupyter_spark_openstack"
+METADATA_KEY = "jupyter_spark_openstack"   # kernel.json metadata section naming this package
 
-# The kernel's environment contract (read by jupyter_spark_openstack.kernel).
+# The kernel's environment contract (read by jupyter_spark_openstack.kernel). The spawner sets
+# ENV_MASTER_URL, ENV_WEBUI_URL and ENV_CONNECT_URL in the notebook server's environment too,
+# where the server extension reads them (core.clusterinfo.resolve_master).
 ENV_MASTER_URL = "SPARK_OPENSTACK_MASTER_URL"
 ENV_CONF = "SPARK_OPENSTACK_CONF"                     # JSON object of Spark properties
 ENV_SECRET_FILE = "SPARK_OPENSTACK_SECRET_FILE"       # file holding spark.authenticate.secret
 ENV_CONNECT_URL = "SPARK_OPENSTACK_CONNECT_URL"       # sc://host:port -> Spark Connect kernel
 ENV_CONNECT_TOKEN_FILE = "SPARK_OPENSTACK_CONNECT_TOKEN_FILE"
-ENV_WEBUI_URL = "SPARK_OPENSTACK_WEBUI_URL"           # the master's web UI (for the server ext.)
+ENV_WEBUI_URL = "SPARK_OPENSTACK_MASTER_WEBUI_URL"    # the master's web UI (for the server ext.)
 ENV_CLUSTER_NAME = "SPARK_OPENSTACK_CLUSTER_NAME"
 ENV_START_TIMEOUT = "SPARK_OPENSTACK_START_TIMEOUT"   # seconds, default 120 (read at run time)
 ENV_EAGER = "SPARK_OPENSTACK_EAGER"                   # "1": create the session before serving
@@ -191,9 +193,10 @@ def is_ours(spec: Mapping) -> bool:
 
 
 def list_kernelspecs(*, kernel_dirs: list[str | os.PathLike] | None = None,
-                     ours_only: bool = True) -> list[dict]:
+                     ours_only: bool = True, with_spec: bool = False) -> list[dict]:
     """Installed kernelspecs (ours only by default): ``name``, ``resource_dir``, ``ours``,
-    ``display_name``, ``mode``, ``master_url``, ``connect_url``."""
+    ``display_name``, ``mode``, ``master_url``, ``connect_url``, ``version``; with
+    ``with_spec`` also ``spec``, the whole ``kernel.json`` dict."""
     ksm = _ksm(kernel_dirs=_search_dirs(kernel_dirs))
     ksm.ensure_native_kernel = False
     out = []
@@ -208,6 +211,7 @@ def list_kernelspecs(*, kernel_dirs: list[str | os.PathLike] | None = None,
             "display_name": spec.get("display_name"), "mode": meta.get("mode"),
             "master_url": meta.get("master_url"), "connect_url": meta.get("connect_url"),
             "version": meta.get("version"),
+            **({"spec": spec} if with_spec else {}),
         })
     return out
 

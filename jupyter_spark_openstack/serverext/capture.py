@@ -24,15 +24,14 @@ from typing import Any
 from jupyter_client.provisioning import LocalProvisioner
 
 from ..core import paths
-from ..core.clusterinfo import METADATA_KEY
 from ..core.diagnostics.classify import LAUNCH_MARKER
+from ..core.kernelspec import is_ours
 
 PROVISIONER_NAME = "spark-openstack-capture"
 
 
 def is_pyspark_spec(kernel_spec: Any) -> bool:
-    meta = getattr(kernel_spec, "metadata", None) or {}
-    return METADATA_KEY in meta
+    return is_ours({"metadata": getattr(kernel_spec, "metadata", None)})
 
 
 def _stamp() -> str:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from traitlets import Bool, Float, Unicode, validate
 from traitlets.config import Configurable
 
-from ..core.clusterinfo import parse_webui_url
 from ..core.errors import ValidationError
-from ..core.models import parse_connect_url, parse_master_url
+from ..core.kernelspec import ENV_CONNECT_URL, ENV_MASTER_URL, ENV_WEBUI_URL
+from ..core.models import parse_connect_url, parse_master_url, parse_webui_url
 
 
 class SparkOpenStack(Configurable):
@@ -15,16 +15,16 @@ class SparkOpenStack(Configurable):
 
     master_url = Unicode(
         "", config=True,
-        help="spark://host:port of the user's cluster. Empty: $SPARK_OPENSTACK_MASTER_URL "
+        help=f"spark://host:port of the user's cluster. Empty: ${ENV_MASTER_URL} "
              "(set by the spawner), else the PySpark kernelspecs' metadata.")
     master_webui_url = Unicode(
         "", config=True,
         help="http://host:port of the master's web UI (its /json/ is read). Empty: "
-             "$SPARK_OPENSTACK_MASTER_WEBUI_URL, else the kernelspecs' metadata, else port 8080 "
+             f"${ENV_WEBUI_URL}, else the kernelspecs' metadata, else port 8080 "
              "on the master's host.")
     connect_url = Unicode(
         "", config=True,
-        help="sc://host:port of the Spark Connect server, if any. Empty: $SPARK_OPENSTACK_CONNECT_URL.")
+        help=f"sc://host:port of the Spark Connect server, if any. Empty: ${ENV_CONNECT_URL}.")
     refresh_interval = Float(
         5.0, config=True,
         help="Seconds one read of the master's /json/ is reused for; every client shares it.")

@@ -20,6 +20,7 @@ from traitlets.config import LoggingConfigurable
 from ..core import naming
 from ..core.cluster import ClusterConfig, SparkCluster
 from ..core.errors import ClusterError, ProvisionerError, ValidationError
+from ..core.kernelspec import ENV_CONNECT_URL, ENV_MASTER_URL, ENV_WEBUI_URL
 from ..core.models import parse_conf, parse_memory
 from ..core.options import DEFAULT_SIZES, ClusterOptions, Limits, OptionsSchema
 from ..core.provisioners import load_provisioner_class
@@ -610,11 +611,11 @@ class SparkClusterMixin(LoggingConfigurable):
         env = super().get_env()
         c = self._cluster
         if c is not None and c.master_url:
-            env["SPARK_OPENSTACK_MASTER_URL"] = c.master_url
-            env["SPARK_OPENSTACK_MASTER_WEBUI_URL"] = c.webui_url or ""
+            env[ENV_MASTER_URL] = c.master_url
+            env[ENV_WEBUI_URL] = c.webui_url or ""
             conn = (c.state.get("connect") or {}).get("url")
             if conn:
-                env["SPARK_OPENSTACK_CONNECT_URL"] = conn
+                env[ENV_CONNECT_URL] = conn
             jpath = str(self._user_dir / "jupyter") if self._user_dir else ""
             env["JUPYTER_PATH"] = os.pathsep.join(p for p in (jpath, env.get("JUPYTER_PATH", "")) if p)
             env["SPARK_OPENSTACK_CLUSTER"] = f"{c.state['workers']} workers · {c.state['cores']} cores"

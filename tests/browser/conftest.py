@@ -11,6 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from jupyter_spark_openstack.core.kernelspec import (
+    ENV_MASTER_URL,
+    ENV_START_TIMEOUT,
+    ENV_WEBUI_URL,
+    METADATA_KEY,
+)
 from tests._labserver import LabServer, free_port  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -57,7 +63,7 @@ def lab(tmp_path_factory, spark_cluster, bare_python):
     share = root / "share"
     write_kernelspec(share, BROKEN_KERNEL,
                      [bare_python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                     {"jupyter_spark_openstack": {"master_url": spark_cluster["master_url"],
+                     {METADATA_KEY: {"master_url": spark_cluster["master_url"],
                                                   "webui_url": spark_cluster["webui_url"]}})
     # the project's real PySpark kernel, pointed at a master port where nothing listens
     closed = free_port()
@@ -66,13 +72,13 @@ def lab(tmp_path_factory, spark_cluster, bare_python):
     (kdir / "kernel.json").write_text(json.dumps({
         "argv": [sys.executable, "-m", "jupyter_spark_openstack.kernel", "-f", "{connection_file}"],
         "display_name": "PySpark (no master)", "language": "python",
-        "env": {"SPARK_OPENSTACK_MASTER_URL": f"spark://127.0.0.1:{closed}",
-                "SPARK_OPENSTACK_START_TIMEOUT": "20"},
-        "metadata": {"jupyter_spark_openstack": {"master_url": f"spark://127.0.0.1:{closed}"}}}))
+        "env": {ENV_MASTER_URL: f"spark://127.0.0.1:{closed}",
+                ENV_START_TIMEOUT: "20"},
+        "metadata": {METADATA_KEY: {"master_url": f"spark://127.0.0.1:{closed}"}}}))
     env = {
         "JUPYTER_PATH": str(share),
-        "SPARK_OPENSTACK_MASTER_URL": spark_cluster["master_url"],
-        "SPARK_OPENSTACK_MASTER_WEBUI_URL": spark_cluster["webui_url"],
+        ENV_MASTER_URL: spark_cluster["master_url"],
+        ENV_WEBUI_URL: spark_cluster["webui_url"],
         "SPARK_OPENSTACK_KERNEL_LOG_DIR": str(root / "kernel-logs"),
     }
     server = LabServer(root, env=env,

@@ -11,6 +11,7 @@ import time
 
 from playwright.sync_api import expect
 
+from jupyter_spark_openstack.core.kernelspec import ENV_MASTER_URL, ENV_WEBUI_URL
 from jupyter_spark_openstack.core.spark.master_client import fetch_master_state
 from tests._labserver import LabServer, free_port
 
@@ -73,8 +74,8 @@ def test_running_app_is_listed_with_its_ui_link(page, lab, spark_cluster, artifa
 def test_unreachable_master_is_shown_plainly(page, tmp_path, artifacts):
     closed = free_port()  # nothing listens there
     server = LabServer(tmp_path / "lab", env={
-        "SPARK_OPENSTACK_MASTER_URL": f"spark://127.0.0.1:{closed}",
-        "SPARK_OPENSTACK_MASTER_WEBUI_URL": f"http://127.0.0.1:{closed}",
+        ENV_MASTER_URL: f"spark://127.0.0.1:{closed}",
+        ENV_WEBUI_URL: f"http://127.0.0.1:{closed}",
     }, extra_args=["--LabApp.expose_app_in_browser=True"]).start()
     try:
         open_lab(page, server)

@@ -15,7 +15,12 @@ import psutil
 import pytest
 from pytest_jupyter.jupyter_server import *  # noqa: F403
 
-from jupyter_spark_openstack.core.clusterinfo import METADATA_KEY
+from jupyter_spark_openstack.core.kernelspec import (
+    ENV_CONNECT_URL,
+    ENV_MASTER_URL,
+    ENV_WEBUI_URL,
+    METADATA_KEY,
+)
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "diagnostics"
 EAGER_KERNEL = str(DATA / "eager_kernel.py")
@@ -51,8 +56,8 @@ def jp_server_config(spark_ext_config):  # noqa: F811 - overrides pytest-jupyter
 
 @pytest.fixture(autouse=True)
 def _no_spawner_env(monkeypatch):
-    for k in ("SPARK_OPENSTACK_MASTER_URL", "SPARK_OPENSTACK_MASTER_WEBUI_URL",
-              "SPARK_OPENSTACK_CONNECT_URL", "JUPYTER_DEFAULT_PROVISIONER_NAME"):
+    for k in (ENV_MASTER_URL, ENV_WEBUI_URL,
+              ENV_CONNECT_URL, "JUPYTER_DEFAULT_PROVISIONER_NAME"):
         monkeypatch.delenv(k, raising=False)
 
 

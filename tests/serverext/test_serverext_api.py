@@ -8,6 +8,7 @@ import json
 import pytest
 from tornado.httpclient import HTTPClientError
 
+from jupyter_spark_openstack.core.kernelspec import ENV_CONNECT_URL, ENV_MASTER_URL, ENV_WEBUI_URL
 from jupyter_spark_openstack.core.spark.ports import free_port
 
 from .conftest import eager_argv, install_spec, jp_test
@@ -72,21 +73,40 @@ async def test_not_configured(jp_fetch):
     assert body["master"]["ui_proxy_url"] is None
 
 
-@pytest.fixture
-def spawner_env(monkeypatch):
-    """What the spawner puts in the notebook server's environment (set before the server starts)."""
+@pytest.fixture(params=[False, True], ids=["master", "master+ui"])
+def spawner_env(request, monkeypatch):
+    """What the spawner puts in the notebook server's environment (set before the server starts):
+    the master, and (spawner/mixin.py get_env) its UI."""
     port = free_port()
-    monkeypatch.setenv("SPARK_OPENSTACK_MASTER_URL", f"spark://127.0.0.1:{port}")
-    return port
+    monkeypatch.setenv(ENV_MASTER_URL, f"spark://127.0.0.1:{port}")
+    ui = f"http://127.0.0.1:{free_port()}" if request.param else None
+    if ui:
+        monkeypatch.setenv(ENV_WEBUI_URL, ui)
+    return port, ui
 
 
 @jp_test
 async def test_master_from_spawner_env(spawner_env, jp_fetch):
+    port, ui = spawner_env
     body = await _get_json(jp_fetch, "spark-openstack", "api", "cluster")
     assert body["source"] == "env"
-    assert body["master"]["url"] == f"spark://127.0.0.1:{spawner_env}"
-    # no UI URL given: the master UI's default port on the master's host
-    assert body["master"]["webui_url"] == "http://127.0.0.1:8080"
+    assert body["master"]["url"] == f"spark://127.0.0.1:{port}"
+    # without a UI URL: the master UI's default port on the master's host
+    assert body["master"]["webui_url"] == (ui or "http://127.0.0.1:8080")
+
+
+@pytest.fixture
+def pyspark_spec_with_ui(jp_environ, jp_data_dir):
+    """A kernelspec whose master UI is in its env only (no spawner env): the kernelspec case."""
+    return install_spec(jp_data_dir, "pyspark-ui", eager_argv(), master_url="spark://127.0.0.1:7124",
+                        env={ENV_WEBUI_URL: "http://127.0.0.1:7125"})
+
+
+@jp_test
+async def test_master_ui_from_kernelspec_env(pyspark_spec_with_ui, jp_fetch):
+    body = await _get_json(jp_fetch, "spark-openstack", "api", "cluster")
+    assert body["source"] == "kernelspec:pyspark-ui"
+    assert body["master"]["webui_url"] == "http://127.0.0.1:7125"
 
 
 @pytest.fixture
@@ -138,7 +158,7 @@ def connect_listener(monkeypatch):
         listening.bind(("127.0.0.1", 0))
         listening.listen()
         port = listening.getsockname()[1]
-        monkeypatch.setenv("SPARK_OPENSTACK_CONNECT_URL", f"sc://127.0.0.1:{port}")
+        monkeypatch.setenv(ENV_CONNECT_URL, f"sc://127.0.0.1:{port}")
         yield port
 
 

@@ -105,20 +105,35 @@ def parse_master_json(webui_url: str, data: dict) -> MasterState:
     )
 
 
+def http_get(url: str, timeout: float, ui_token: str | None = None) -> str:
+    """One blocking GET of a Spark UI page, with the cluster's UI guard token (``ui_token``,
+    default: ``$SPARK_OPENSTACK_UI_TOKEN_FILE``'s, see :mod:`.uiguard`); raises like urllib."""
+    from . import uiguard  # noqa: PLC0415
+
+    req = urllib.request.Request(url, headers=uiguard.headers(ui_token))
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return resp.read().decode("utf-8", "replace")
+
+
+def error_text(e: BaseException) -> str:
+    """A short reason for a failed read: ``"timed out"``, ``"Connection refused"``, ..."""
+    reason = getattr(e, "reason", None)
+    if isinstance(reason, BaseException):
+        reason = getattr(reason, "strerror", None) or str(reason)
+    if isinstance(e, TimeoutError) or "timed out" in str(reason or e):
+        return "timed out"
+    return str(reason or e) or type(e).__name__
+
+
 def fetch_master_state(webui_url: str, timeout: float = 5.0,
                        ui_token: str | None = None) -> MasterState:
     """GET ``{webui_url}/json/``; an unreachable master is a state, not an exception.
     ``ui_token``: the cluster's UI guard token (default: ``$SPARK_OPENSTACK_UI_TOKEN_FILE``'s,
     see :mod:`.uiguard`)."""
-    from . import uiguard  # noqa: PLC0415
-
-    req = urllib.request.Request(master_json_url(webui_url), headers=uiguard.headers(ui_token))
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            data = json.loads(resp.read().decode("utf-8"))
+        data = json.loads(http_get(master_json_url(webui_url), timeout, ui_token))
     except (urllib.error.URLError, OSError, ValueError) as e:
-        reason = getattr(e, "reason", e)
-        return MasterState(webui_url=webui_url, reachable=False, error=str(reason))
+        return MasterState(webui_url=webui_url, reachable=False, error=error_text(e))
     return parse_master_json(webui_url, data)
 
 
