@@ -3,8 +3,9 @@
 The CLI runs as a subprocess with its own Jupyter data dir holding the kernelspecs under test.
 Broken setups are real: venvs without ipykernel / pyspark, a JAVA_HOME with no java, a stand-in
 for an old Java (a script printing Java 8's banner: no old JDK here), a SPARK_HOME that is not a
-Spark, a master on a closed port, a master host under .invalid. Not covered: an unresolvable own
-host name (it would need editing this shared machine's /etc/hosts).
+Spark, a master on a closed port, a master host under .invalid, a Spark Connect URL with no
+server. Not covered: an unresolvable own host name (it would need editing this shared machine's
+/etc/hosts).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from jupyter_spark_openstack.core.kernelspec import (
+    ENV_CONNECT_URL,
     ENV_MASTER_URL,
     ENV_WEBUI_URL,
     METADATA_KEY,
@@ -125,6 +127,20 @@ def test_bad_master_setting_is_a_failed_check_not_a_crash(home):
     _, env = home
     rc, checks = doctor({**env, ENV_MASTER_URL: "http://wrong"})
     assert rc == 1 and ENV_MASTER_URL in checks["master"]["message"]
+
+
+def test_connect_kernelspec_without_a_server_fails_its_connect_check(home):
+    data, env = home
+    port = free_port()  # nothing listens there
+    spec(data, "pyspark-connect", env={ENV_CONNECT_URL: f"sc://localhost:{port}"})
+    spec(data, "pyspark-classic", env={ENV_CONNECT_URL: ""}, master="local[*]")  # no Connect check
+    rc, checks = doctor(env)
+    assert rc == 1
+    c = checks["kernelspec:pyspark-connect:connect"]
+    assert c["status"] == "fail" and f"localhost:{port}" in c["message"], c
+    assert "start the Connect server" in c["fix"]
+    assert "kernelspec:pyspark-connect:executor-python" not in checks  # not run without a server
+    assert not any(n.startswith("kernelspec:pyspark-classic:connect") for n in checks)
 
 
 def test_bad_timeout_is_exit_2(home):

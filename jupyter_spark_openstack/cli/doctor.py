@@ -1,4 +1,5 @@
-"""``doctor [--json]``: check Java, SPARK_HOME, the PySpark kernelspecs and the master."""
+"""``doctor [--json]``: check Java, SPARK_HOME, the PySpark kernelspecs, the master and the
+Spark Connect servers of Connect kernelspecs."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ def register(sub) -> None:
         description="Checks: java present and new enough for this Spark; SPARK_HOME valid; "
                     "ipykernel, pyspark and py4j importable by each PySpark kernelspec's "
                     "interpreter; the master reachable; this host's name resolvable; each "
-                    f"kernelspec's master is your cluster (${ENV_MASTER_URL}). "
+                    f"kernelspec's master is your cluster (${ENV_MASTER_URL}); each Spark "
+                    "Connect kernelspec's server answers, takes its token and runs a Python UDF "
+                    "with the kernel's Python, pyspark and pyarrow versions. "
                     "Exit 0 when no check fails (warnings allowed), 1 otherwise.")
     p.add_argument("--json", action="store_true", help='print {"ok": ..., "checks": [...]} as JSON')
     p.add_argument("--timeout", type=float, default=3.0,

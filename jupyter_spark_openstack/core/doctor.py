@@ -1,7 +1,8 @@
 """``doctor``: is this notebook server set up to run PySpark kernels on the user's cluster?
 
 Each check is ``ok`` / ``warn`` / ``fail`` with a message and a fix. Used by
-``jupyter-spark-openstack doctor`` and ``GET spark-openstack/api/doctor``.
+``jupyter-spark-openstack doctor`` and ``GET spark-openstack/api/doctor``. A Spark Connect
+kernelspec's server is checked by :func:`.spark.connect.doctor_checks`.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 from .clusterinfo import MasterTarget, pyspark_kernelspecs, resolve_master
-from .errors import ClusterError
-from .kernelspec import ENV_MASTER_URL, METADATA_KEY
+from .errors import ClusterError, ValidationError
+from .kernelspec import ENV_CONNECT_URL, ENV_MASTER_URL, METADATA_KEY
+from .models import parse_connect_url
 from .spark import home
 from .spark.master_client import fetch_master_state
 from .spark.ports import port_open
@@ -187,6 +189,32 @@ def check_master(name: str, master: str | None, webui: str | None, timeout: floa
     return Check(name, OK, f"{master} accepts connections")
 
 
+def check_connect_kernelspec(name: str, spec: Mapping, kernel_env: Mapping[str, str],
+                             timeout: float) -> list[Check]:
+    """A Spark Connect kernelspec (its kernel's environment has a Connect URL): the server
+    answers and takes the kernel's token, and Python UDFs run with the kernel's versions
+    (:func:`.spark.connect.doctor_checks`). Nothing for a classic kernelspec."""
+    url = kernel_env.get(ENV_CONNECT_URL)
+    if not url:
+        return []
+    name_ = f"kernelspec:{name}:connect"
+    try:
+        parse_connect_url(f"{ENV_CONNECT_URL} of kernelspec {name}", url)
+    except ValidationError as e:
+        return [Check(name_, FAIL, str(e), "reinstall the kernelspec: jupyter-spark-openstack kernel "
+                                           f"install --replace --name {name} --connect sc://HOST:PORT")]
+    argv = spec.get("argv") or []
+    try:
+        from .spark import connect  # noqa: PLC0415 - only Connect kernelspecs need it (and gRPC)
+
+        found = connect.doctor_checks(name, kernel_env, kernel_python=argv[0] if argv else None,
+                                      timeout=timeout)
+    except ImportError as e:
+        return [Check(name_, WARN, f"this Python cannot talk to Spark Connect ({e}): {url} not checked",
+                      "pip install 'pyspark[connect]' into the notebook server's Python")]
+    return [Check(c["name"], c["status"], c["message"], c.get("fix") or "") for c in found]
+
+
 def run_doctor(*, target: MasterTarget | None = None, kernelspecs: Mapping[str, dict] | None = None,
                env: Mapping[str, str] | None = None, timeout: float = 3.0) -> dict:
     """All checks; ``{"ok": no check failed, "checks": [...]}``."""
@@ -218,6 +246,7 @@ def run_doctor(*, target: MasterTarget | None = None, kernelspecs: Mapping[str, 
         if any(k in (spec.get("env") or {}) for k in ("JAVA_HOME", "PATH")):
             checks.append(_java_check(f"kernelspec:{name}:java", kenv, f"kernelspec {name}"))
         checks.extend(check_kernel_imports(name, spec, env))
+        checks.extend(check_connect_kernelspec(name, spec, kenv, timeout))
         km = kernelspec_master(spec)
         if km and km.startswith("spark://") and km not in seen_masters and km != target.master_url:
             seen_masters.add(km)
