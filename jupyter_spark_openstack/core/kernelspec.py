@@ -36,6 +36,14 @@ ENV_CONF = "SPARK_OPENSTACK_CONF"                     # JSON object of Spark pro
 ENV_SECRET_FILE = "SPARK_OPENSTACK_SECRET_FILE"       # file holding spark.authenticate.secret
 ENV_CONNECT_URL = "SPARK_OPENSTACK_CONNECT_URL"       # sc://host:port -> Spark Connect kernel
 ENV_CONNECT_TOKEN_FILE = "SPARK_OPENSTACK_CONNECT_TOKEN_FILE"
+ENV_CONNECT_CA_FILE = "SPARK_OPENSTACK_CONNECT_CA_FILE"   # the cluster's CA: TLS to her head
+ENV_CONNECT_TLS_NAME = "SPARK_OPENSTACK_CONNECT_TLS_NAME"  # the name the head's certificate carries
+# A notebook server that does not share the hub's filesystem (KubeSpawner, DockerSpawner...) gets
+# its kernelspecs through its environment: the settings (JSON, no secret), the token and the CA;
+# the server extension writes them into the server's own files (serverext/remote.py).
+ENV_KERNELSPECS = "SPARK_OPENSTACK_KERNELSPECS"
+ENV_CONNECT_TOKEN = "SPARK_OPENSTACK_CONNECT_TOKEN"
+ENV_CONNECT_CA = "SPARK_OPENSTACK_CONNECT_CA"
 ENV_WEBUI_URL = "SPARK_OPENSTACK_MASTER_WEBUI_URL"    # the master's web UI (for the server ext.)
 ENV_CLUSTER_NAME = "SPARK_OPENSTACK_CLUSTER_NAME"
 ENV_START_TIMEOUT = "SPARK_OPENSTACK_START_TIMEOUT"   # seconds, default 120 (read at run time)
@@ -94,6 +102,9 @@ def build_kernel_json(settings: KernelSettings, *, python: str | None = None,
     env[ENV_CONNECT_URL] = settings.connect_url or ""
     if settings.connect_token_file:
         env[ENV_CONNECT_TOKEN_FILE] = os.path.abspath(settings.connect_token_file)
+    if settings.connect_ca_file:
+        env[ENV_CONNECT_CA_FILE] = os.path.abspath(settings.connect_ca_file)
+        env[ENV_CONNECT_TLS_NAME] = settings.connect_tls_name or ""
     if settings.webui_url:
         env[ENV_WEBUI_URL] = settings.webui_url
     if settings.cluster_name:

@@ -148,9 +148,11 @@ def _use_capture_provisioner(serverapp) -> None:
 
 
 def _load_jupyter_server_extension(serverapp) -> None:
+    from . import remote  # noqa: PLC0415
     from .handlers import ClusterHandler, DoctorHandler, KernelDiagnosticsHandler  # noqa: PLC0415
     from .proxy import SparkUIProxyHandler  # noqa: PLC0415
 
+    remote.install(serverapp)   # kernelspecs a spawner passed in the environment, if any
     config = SparkOpenStack(parent=serverapp)
     state = SparkServerState(config, serverapp.log)
     web_app = serverapp.web_app

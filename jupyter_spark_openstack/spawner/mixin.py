@@ -152,6 +152,12 @@ class SparkClusterMixin(LoggingConfigurable):
              "the user's own token); the default 'PySpark' kernel is then a thin Connect client "
              "and 'PySpark classic, RDD API' keeps the RDD API. Needs the notebook server on the "
              "hub host: Connect to another host would need TLS, which is not built yet.")
+    head_placement = Unicode(
+        None, allow_none=True, config=True,
+        help="Where each user's head (her Spark master and Connect server) runs: 'hub' (on this "
+             "host) or 'cluster' (a head server of her own cluster, its Connect server behind TLS "
+             "with a per-cluster CA; the hub host then runs no JVM for her). Default: the "
+             "provisioner's ('hub' for local, 'cluster' for openstack).")
     connect_driver_memory = Unicode("1g", config=True, help="Driver memory of the Connect server.")
     connect_conf = Dict(config=True, help="Extra spark.* properties of the Connect server.")
 
@@ -286,7 +292,8 @@ class SparkClusterMixin(LoggingConfigurable):
             connect_python=self.user_python or None,
             daemon_nice=self.spark_daemon_nice, master_start_slots=self.master_start_slots,
             base_dir=str(self._cluster_base_dir),
-            ui_guard=self.spark_ui_guard and self.master_mode == "per-user")
+            ui_guard=self.spark_ui_guard and self.master_mode == "per-user",
+            head_placement=self.head_placement or None)
 
     def _daemon_user(self) -> DaemonUser:
         """Who this user's daemons run as, and their whole environment (allow-listed)."""
@@ -337,17 +344,40 @@ class SparkClusterMixin(LoggingConfigurable):
                     f"a directory every user can traverse ({d} is mode "
                     f"{stat.S_IMODE(mode):o}, without o+x), e.g. {ROOT_CLUSTER_RUN_DIR}")
 
-    def _check_connect_is_local(self) -> None:
-        """Kernels reach the Connect server on localhost; a notebook server on another host
-        would need TLS (not built yet), so refuse that configuration plainly."""
+    @property
+    def notebook_on_hub_host(self) -> bool:
+        """Does her notebook server run on this host, sharing its filesystem and loopback?
+        True for ``LocalProcessSpawner`` and its subclasses; a spawner that runs notebook
+        servers elsewhere (or in a network namespace) says False."""
         from jupyterhub.spawner import LocalProcessSpawner  # noqa: PLC0415
 
-        if self.connect_server and not isinstance(self, LocalProcessSpawner):
+        return isinstance(self, LocalProcessSpawner)
+
+    kernelspecs_in_environment = Bool(
+        None, allow_none=True, config=True,
+        help="Pass her kernelspecs, Connect token and cluster CA in the notebook server's "
+             "environment (written into the server's own files by its extension), instead of "
+             "files on the hub host. Default: when her notebook server is not on the hub host "
+             "(KubeSpawner, DockerSpawner, ...).")
+
+    @property
+    def _kernelspecs_in_env(self) -> bool:
+        if self.kernelspecs_in_environment is not None:
+            return bool(self.kernelspecs_in_environment)
+        return not self.notebook_on_hub_host
+
+    def _check_connect_is_local(self) -> None:
+        """With head placement 'hub' kernels reach her Connect server on the hub's loopback: a
+        notebook server elsewhere cannot, so refuse that configuration plainly."""
+        from ..core.cluster import head_placement  # noqa: PLC0415
+
+        placement = head_placement(self._cluster_config(), self._get_provisioner())
+        if self.connect_server and placement == "hub" and not self.notebook_on_hub_host:
             raise ValidationError(
-                "connect_server", True,
-                f"False with {type(self).__name__}: its notebook servers run on another host and "
-                "Spark Connect to a remote host needs TLS, which is not built yet "
-                "(set c.SparkClusterMixin.connect_server = False)")
+                "head_placement", placement,
+                f"'cluster' with {type(self).__name__}: its notebook servers run on another host, "
+                "and her Connect server on the hub listens on the hub's loopback only "
+                "(or set c.SparkClusterMixin.connect_server = False)")
 
     def _get_provisioner(self):
         return self._hub.provisioner(self.provisioner, self.provisioner_config, self.log)
@@ -607,9 +637,36 @@ class SparkClusterMixin(LoggingConfigurable):
         write_user_kernelspecs(self, self._cluster, options, self._user_dir,
                                owner=self._cluster.daemon_user.owner)
 
+    def _environment_kernelspecs(self, env: dict) -> None:
+        """Her Connect kernelspec, token and CA in ``env`` (see :mod:`..serverext.remote`);
+        the classic kernel is not offered there: its driver would run in a notebook server
+        the workers cannot be assumed to reach back."""
+        from ..core.kernelspec import ENV_CONNECT_CA, ENV_CONNECT_TOKEN, ENV_KERNELSPECS  # noqa: PLC0415
+        from ..core.spark.connect import read_token_file  # noqa: PLC0415
+        from ..serverext.remote import encode  # noqa: PLC0415
+        from .kernels import user_kernel_settings  # noqa: PLC0415
+
+        c = self._cluster
+        conn = c.state.get("connect") or {}
+        if not conn.get("url"):
+            return
+        options = self.options_schema.parse(c.state.get("options") or {})
+        settings = [k for k in user_kernel_settings(self, c, options, self._user_dir,
+                                                    c.daemon_user.owner) if k.is_connect]
+        env[ENV_KERNELSPECS] = encode(settings)
+        env[ENV_CONNECT_TOKEN] = read_token_file(conn["token_file"])
+        if conn.get("ca_file"):
+            env[ENV_CONNECT_CA] = Path(conn["ca_file"]).read_text()
+
     def get_env(self):
         env = super().get_env()
         c = self._cluster
+        if c is not None and c.master_url and self._kernelspecs_in_env:
+            env[ENV_MASTER_URL] = c.master_url
+            env[ENV_WEBUI_URL] = c.webui_url or ""
+            env["SPARK_OPENSTACK_CLUSTER"] = f"{c.state['workers']} workers · {c.state['cores']} cores"
+            self._environment_kernelspecs(env)
+            return env
         if c is not None and c.master_url:
             env[ENV_MASTER_URL] = c.master_url
             env[ENV_WEBUI_URL] = c.webui_url or ""

@@ -394,6 +394,7 @@ def probe(url: str, token: str | None, timeout: float = 10.0, *, ca_pem: bytes |
 
 _TLS_FAILURE_RE = re.compile(r"handshake fail|CERTIFICATE_VERIFY_FAILED|certificate verify failed|"
                              r"Peer name .* is not in peer certificate|ssl_transport_security|"
+                             r"Hostname Verification Check failed|"
                              r"WRONG_VERSION_NUMBER|SSL_ERROR", re.IGNORECASE)
 
 
