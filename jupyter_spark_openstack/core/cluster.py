@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import naming, safefs
+from . import connectserver, naming, safefs
 from .errors import ClusterError, ProvisionerError, ValidationError
 from .localcluster import LocalCluster
 from .models import parse_master_url
@@ -520,11 +520,7 @@ class SparkCluster:
 
     async def _start_connect(self, secret: str | None) -> None:
         """Start the user's Spark Connect server now; it becomes ready while workers boot."""
-        from .spark import connect  # noqa: PLC0415
-
         self.emit(22, "Starting Spark Connect server")
-        token = connect.generate_token()
-        token_file = connect.write_token_file(self.run_dir / "connect.token", token)
         conf = {**self.connect_defaults(), **self.spark_conf, **self.config.connect_conf}
         loop = asyncio.get_running_loop()
 
@@ -534,42 +530,36 @@ class SparkCluster:
         def record(r: dict) -> None:
             # called in the worker thread before the process exists: saved on the event
             # loop (the hub's database is not thread-safe), and waited for
-            asyncio.run_coroutine_threadsafe(
-                save(connect={**r, "token_file": token_file}), loop).result(timeout=60)
+            asyncio.run_coroutine_threadsafe(save(connect=r), loop).result(timeout=60)
 
         rec = await asyncio.to_thread(
-            connect.start_connect_server, self.run_dir / "connect", master_url=self.master_url,
-            token=token, host="127.0.0.1", driver_host=self.driver_host,
+            connectserver.start_server, self.run_dir / "connect", self.run_dir / "connect.token",
+            master_url=self.master_url, host="127.0.0.1", driver_host=self.driver_host,
             driver_memory=self.config.connect_driver_memory,
             conf=conf, secret=secret, python=self.config.connect_python,
             app_name=f"spark-connect-{self.state['key']}", nice=self.config.daemon_nice,
             user=self.daemon_user,
             # recorded before the process exists (found by its marker if the hub dies)
             record=record)
-        rec["token_file"] = token_file
         self._save(connect=rec)
 
     async def _wait_connect(self, t0: float) -> None:
-        from .spark import connect  # noqa: PLC0415
-
         rec = self.state["connect"]
-        token = connect.read_token_file(rec["token_file"])
         left = max(30.0, self.config.start_timeout - (time.monotonic() - t0))
-        version = await asyncio.to_thread(connect.wait_connect_ready, rec, token, left)
-        self._save(connect={**rec, "spark_version": version})
+        rec = await asyncio.to_thread(connectserver.wait_ready, rec, left)
+        self._save(connect=rec)
         self.emit(93, f"Spark Connect server ready at {rec['url']}")
 
     async def _stop_connect(self) -> None:
-        from .spark import connect  # noqa: PLC0415
-
         rec = self.state.get("connect")
         if not rec:
             return
-        if not rec.get("remote"):   # on the head: it goes with the head's server
-            await asyncio.to_thread(connect.stop_connect_server, rec)
-        for key in ("token_file", "ca_file"):
-            if rec.get(key):
-                Path(rec[key]).unlink(missing_ok=True)
+        if rec.get("remote"):   # on the head: it goes with the head's server
+            for key in ("token_file", "ca_file"):
+                if rec.get(key):
+                    Path(rec[key]).unlink(missing_ok=True)
+        else:
+            await asyncio.to_thread(connectserver.stop_server, rec)
         self._save(connect=None)
 
     def _specs(self, secret: str | None) -> list[WorkerSpec]:

@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from . import safefs
+from . import connectserver, safefs
 from .errors import ClusterError
 from .models import parse_memory, parse_positive_int
 from .spark import connect as spark_connect
@@ -196,19 +196,19 @@ class LocalCluster:
                                f"on {state['connect']['url']}")
         opts = spark_connect.parse_connect_options(
             {"driver_memory": driver_memory, "conf": conf, "port": port})
-        token = token or spark_connect.generate_token()
-        token_file = spark_connect.write_token_file(self.connect_token_file, token)
+
+        def record(rec: dict) -> None:   # before the process exists (found by its marker)
+            self._save_state({**(self.load_state() or state), "connect": rec})
+
         try:
-            rec = spark_connect.start_connect_server(
-                self.run_dir, master_url=state["master_url"], token=token, host=state["host"],
-                secret=secret, python=python, **opts)
+            rec = connectserver.start_server(
+                self.run_dir, self.connect_token_file, master_url=state["master_url"],
+                token=token, host=state["host"], secret=secret, python=python, record=record,
+                **opts)
         except BaseException:
-            Path(token_file).unlink(missing_ok=True)
+            self.stop_connect()   # forgets the record of a server that did not start
             raise
-        rec["token_file"] = token_file
-        state = self.load_state() or state
-        state["connect"] = rec
-        self._save_state(state)
+        record(rec)
         if wait:
             self.wait_connect(timeout)
         return rec
@@ -220,8 +220,7 @@ class LocalCluster:
         if not rec:
             raise ClusterError(f"no Spark Connect server recorded in {self.run_dir}")
         try:
-            token = spark_connect.read_token_file(rec["token_file"])
-            rec["spark_version"] = spark_connect.wait_connect_ready(rec, token, timeout)
+            rec = connectserver.wait_ready(rec, timeout)
         except BaseException:
             self.stop_connect()
             raise
@@ -235,8 +234,7 @@ class LocalCluster:
         rec = (state or {}).get("connect")
         if not rec:
             return None
-        spark_connect.stop_connect_server(rec)
-        Path(rec.get("token_file") or self.connect_token_file).unlink(missing_ok=True)
+        connectserver.stop_server({"token_file": str(self.connect_token_file), **rec})
         state = self.load_state() or state
         state.pop("connect", None)
         self._save_state(state)
