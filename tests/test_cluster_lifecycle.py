@@ -135,27 +135,65 @@ def test_connect_on_the_hub_with_a_remote_notebook_spawner_is_refused():
     RemoteSpawner(connect_server=True, head_placement="cluster")._check_connect_is_local()
 
 
-def test_master_start_slots_are_validated_and_shared():
-    from jupyter_spark_openstack.core.cluster import _start_gate
+def test_master_start_slots_are_validated_and_shared(tmp_path, monkeypatch):
+    """One gate for every cluster of the hub (its HubState owns it, the spawner puts it in
+    each ClusterConfig): at most ``master_start_slots`` per-user masters start at once, the
+    others say on the spawn page that they wait."""
+    import threading
+
+    from jupyterhub.spawner import Spawner
+
+    from jupyter_spark_openstack.core import cluster as core_cluster
+    from jupyter_spark_openstack.spawner import SparkClusterMixin
+    from jupyter_spark_openstack.spawner.hubstate import HubState
 
     with pytest.raises(ValidationError, match=r"master_start_slots: -1 is not allowed; expected an integer >= 0"):
         ClusterConfig(master_start_slots=-1)
+    assert ClusterConfig().start_gate is None
+    hub = HubState.get("gate-test")
+    assert hub.start_gate(0) is None
+    gate = hub.start_gate(2)
+    assert hub.start_gate(2) is gate
+    assert ClusterConfig(master_start_slots=2, start_gate=gate) == ClusterConfig(master_start_slots=2)
+
+    class GatedSpawner(SparkClusterMixin, Spawner):
+        pass
+
+    # each spawner builds its own ClusterConfig, all with the hub's one gate
+    a, b = (GatedSpawner(hub_id="gate-test", master_start_slots=2)._cluster_config()
+            for _ in range(2))
+    assert a.start_gate is gate and b.start_gate is gate
+    assert GatedSpawner(hub_id="gate-test", master_start_slots=0)._cluster_config().start_gate is None
+
+    lock = threading.Lock()
+    running, peak = 0, 0
+
+    def start_master(self, **kw):   # in a worker thread, as the real one
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.1)
+        with lock:
+            running -= 1
+        return {"master_url": "spark://127.0.0.1:7077", "webui_url": "http://127.0.0.1:8080",
+                "master": {}}
+
+    monkeypatch.setattr(core_cluster.LocalCluster, "start_master", start_master)
+    prov = LocalProvisioner({"run_dir": str(tmp_path / "prov")})
+    events = []
 
     async def run():
-        assert _start_gate(0) is None
-        gate = _start_gate(2)
-        assert _start_gate(2) is gate        # one gate for every cluster of this hub
-        running, peak = 0, 0
+        clusters = []
+        for i in range(5):
+            c = SparkCluster.new(a if i % 2 else b, prov, owner=f"u{i}", run_dir=tmp_path / f"u{i}",
+                                 options=OptionsSchema().parse({"workers": 1}),
+                                 emit=lambda p, m: events.append(m))
+            c._make_dirs()
+            clusters.append(c)
+        await asyncio.gather(*(c._start_master(None) for c in clusters))
 
-        async def start_master():
-            nonlocal running, peak
-            async with gate:
-                running += 1
-                peak = max(peak, running)
-                await asyncio.sleep(0.05)
-                running -= 1
-
-        await asyncio.gather(*[start_master() for _ in range(7)])
-        return peak
-
-    assert asyncio.run(run()) == 2
+    asyncio.run(run())
+    assert peak == 2
+    assert sum("Waiting to start the Spark master: 2 other users' masters" in m for m in events) >= 3
+    assert events.count("Spark master ready at spark://127.0.0.1:7077") == 5

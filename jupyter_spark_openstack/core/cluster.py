@@ -72,6 +72,12 @@ class ClusterConfig:
     connect_python: str | None = None        # executors' Python for UDFs (default: this one)
     daemon_nice: int = 0                     # niceness of the per-user master + Connect server
     master_start_slots: int = 0              # per-user masters starting at once (0: no limit)
+    #: what a per-user master waits for before it starts: ``master_start_slots`` JVMs booting
+    #: at once on a small host finish sooner one group after another than all together, and
+    #: leave the hub some CPU. The hub passes its own (one for all its clusters, see
+    #: ``spawner.hubstate.HubState.start_gate``); None: one of this config's own (shared by
+    #: the clusters started with it), or none without ``master_start_slots``
+    start_gate: asyncio.Semaphore | None = field(default=None, compare=False, repr=False)
     #: who the user's daemons run as (uid, gid, allow-listed environment); None: this
     #: process's user and environment
     daemon_user: daemons.DaemonUser | None = None
@@ -95,6 +101,8 @@ class ClusterConfig:
                 or self.master_start_slots < 0:
             raise ValidationError("master_start_slots", self.master_start_slots,
                                   "an integer >= 0 (0: no limit)")
+        if self.start_gate is None and self.master_start_slots:
+            self.start_gate = asyncio.Semaphore(self.master_start_slots)
         if self.head_placement is not None and self.head_placement not in HEAD_PLACEMENTS:
             raise ValidationError("head_placement", self.head_placement,
                                   "'hub' (her master and Connect server on the hub host), 'cluster' "
@@ -118,22 +126,6 @@ HEAD_PLACEMENTS = ("hub", "cluster")
 #: the DNS name the head's certificate carries (each cluster has a CA of its own, so the
 #: name need not be unique; clients verify it with ``grpc.ssl_target_name_override``)
 HEAD_TLS_NAME = "connect.head.spark-openstack.internal"
-
-_START_GATES: dict[tuple[int, int], asyncio.Semaphore] = {}
-
-
-def _start_gate(slots: int) -> asyncio.Semaphore | None:
-    """The semaphore shared by every cluster of this process (and event loop) that starts a
-    per-user master: ``slots`` JVMs booting at once on a 2-core host finish sooner one group
-    after another than all together, and leave the hub some CPU."""
-    if slots <= 0:
-        return None
-    key = (id(asyncio.get_running_loop()), slots)
-    gate = _START_GATES.get(key)
-    if gate is None:
-        gate = _START_GATES[key] = asyncio.Semaphore(slots)
-    return gate
-
 
 class SparkCluster:
     """One user's cluster. Create with :meth:`new` (to start) or :meth:`from_state` (to find
@@ -370,7 +362,7 @@ class SparkCluster:
                                "webui_url": self.config.shared_master_webui_url}, phase="master")
             self.emit(10, f"Using the shared Spark master {self.config.shared_master_url}")
             return
-        gate = _start_gate(self.config.master_start_slots)
+        gate = self.config.start_gate
         if gate is not None and gate.locked():
             self.emit(3, f"Waiting to start the Spark master: {self.config.master_start_slots} "
                          "other users' masters are starting on this host")

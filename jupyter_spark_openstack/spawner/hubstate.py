@@ -7,6 +7,8 @@ them lives here, in one object, instead of in class attributes of the spawner:
 * the usage ledger: which cluster holds what (per-user limits are summed over a user's
   servers, ``max_workers_total`` over the hub);
 * the spawners alive in this process (for the reconciler's "who owns what");
+* the start gate: how many per-user masters start at once on this host
+  (:attr:`ClusterConfig.start_gate`, ``master_start_slots``);
 * the reconciler loop (:meth:`Reconciler.run_forever`, with its backoff), which also stops
   clusters on this host that nobody owns, and retries failed stops with a backoff per cluster.
 """
@@ -54,6 +56,8 @@ class HubState:
         self.reconcilers: dict[tuple, tuple[Reconciler, asyncio.Task]] = {}
         #: cluster id -> (failed attempts, monotonic time of the next try)
         self.stop_backoff: dict[str, tuple[int, float]] = {}
+        #: master_start_slots -> the semaphore of that many slots (see :meth:`start_gate`)
+        self.start_gates: dict[int, asyncio.Semaphore] = {}
 
     # ---- provisioners -------------------------------------------------------------------
     def provisioner(self, name: str, config: dict, log):
@@ -62,6 +66,18 @@ class HubState:
         if prov is None:
             prov = self.provisioners[key] = load_provisioner_class(name)(dict(config), log=log)
         return prov
+
+    # ---- the start gate ------------------------------------------------------------------
+    def start_gate(self, slots: int) -> asyncio.Semaphore | None:
+        """The semaphore every cluster of this hub waits for before it starts a per-user
+        master on this host (:attr:`ClusterConfig.start_gate`); None for no limit
+        (``slots`` <= 0)."""
+        if slots <= 0:
+            return None
+        gate = self.start_gates.get(slots)
+        if gate is None:
+            gate = self.start_gates[slots] = asyncio.Semaphore(slots)
+        return gate
 
     # ---- usage --------------------------------------------------------------------------
     def others_of(self, owner: str, key: str) -> dict[str, Usage]:

@@ -291,6 +291,7 @@ class SparkClusterMixin(LoggingConfigurable):
             connect_conf=parse_conf("connect_conf", self.connect_conf),
             connect_python=self.user_python or None,
             daemon_nice=self.spark_daemon_nice, master_start_slots=self.master_start_slots,
+            start_gate=self._hub.start_gate(self.master_start_slots),
             base_dir=str(self._cluster_base_dir),
             ui_guard=self.spark_ui_guard and self.master_mode == "per-user",
             head_placement=self.head_placement or None)
