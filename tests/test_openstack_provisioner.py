@@ -300,6 +300,45 @@ async def test_cluster_group_opens_spark_ports_to_its_own_workers_and_the_hub_on
     assert (len(group_posts(emu)), len(rule_posts(emu))) == (1, 2)   # once per cluster
 
 
+async def test_her_head_gets_a_group_that_admits_her_workers_and_the_hub_on_its_ports_only(emu, tmp_path):
+    """Placement 'cluster': the head's own group opens the master's and driver's ports to her
+    workers' group and the UIs and Connect's TLS port to the hub only; her workers' group
+    admits her head. Both go with her last server."""
+    from jupyter_spark_openstack.core.provisioners.base import HeadSpec
+    from jupyter_spark_openstack.core.tls import make_cluster_tls
+
+    prov = OpenStackProvisioner(provisioner_config(emu, tmp_path / "clouds.yaml", head_flavor="m1.medium"))
+    try:
+        head = await prov.request_head(HeadSpec(hub_id="hub1", owner="alice", cluster_id="hub1-alice",
+                                                name="hub1-alice-head", token="tok_1", secret=SECRET,
+                                                tls=make_cluster_tls("connect.head.example")))
+        worker = await prov.request_worker(spec(1, master_url="spark://10.0.0.50:7077",
+                                                master_on_head=True))
+        assert head.is_head and not worker.is_head
+        net = neutron(emu, tmp_path)
+        w = group_of(net, "spark-openstack-hub1.hub1-alice")
+        h = group_of(net, "spark-openstack-hub1.hub1-alice~head")
+        assert server_groups(emu, head) == ["default", h.name]
+        assert server_groups(emu, worker) == ["default", w.name]
+        assert ingress(net, h) == sorted(
+            [("tcp", 7077, 7077, "IPv4", w.id, None), ("tcp", 7078, 7079, "IPv4", w.id, None)]
+            + [("tcp", p, p, "IPv4", None, "10.0.0.0/24") for p in (7077, 8080, 4040, 15002)], key=repr)
+        assert ingress(net, w) == sorted([("tcp", 1024, 65535, "IPv4", w.id, None),
+                                          ("tcp", 1024, 65535, "IPv4", None, "10.0.0.0/24"),
+                                          ("tcp", 1024, 65535, "IPv4", h.id, None)], key=repr)
+        # a restarted hub adopts both groups and finds nothing to change
+        prov2 = OpenStackProvisioner(provisioner_config(emu, tmp_path / "clouds.yaml", head_flavor="m1.medium"))
+        before = len(rule_posts(emu))
+        await prov2.request_worker(spec(2, master_url="spark://10.0.0.50:7077", master_on_head=True))
+        await prov2.close()
+        assert len(rule_posts(emu)) == before and len(group_posts(emu)) == 2
+        for rec in await prov.list_workers(hub_id="hub1"):
+            await prov.delete_worker(rec)
+        assert [g.name for g in net.security_groups()] == ["default"]
+    finally:
+        await prov.close()
+
+
 async def test_two_clusters_get_two_groups_that_only_admit_themselves(emu, prov, tmp_path):
     a, b, c = await asyncio.gather(prov.request_worker(spec(1)), prov.request_worker(spec(1, owner="bob")),
                                    prov.request_worker(spec(1, server_name="gpu")))

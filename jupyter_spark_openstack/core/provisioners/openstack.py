@@ -86,6 +86,7 @@ from ..models import (
     parse_positive_float,
     parse_positive_int,
 )
+from ..spark import ports
 from . import cloudconfig
 from .base import ROLE_HEAD, HeadSpec, Provisioner, WorkerRecord, WorkerSpec, WorkerStatus
 from .cloudconfig import InstallConfig, parse_worker_spark_conf, render_user_data
@@ -113,6 +114,18 @@ _HOSTNAME_RE = re.compile(r"[^a-z0-9-]+")
 SG_PREFIX = "spark-openstack-"
 SG_SEPARATOR = "."
 SG_DESCRIPTION_PREFIX = "jupyter-spark-openstack: "
+#: the head's group (placement 'cluster') is the workers' group's name with this suffix
+SG_HEAD_SUFFIX = "~head"
+#: what her workers reach on her head: the master's RPC port, her driver and its block manager
+HEAD_PORTS_FROM_WORKERS = ((ports.MASTER_PORT, ports.MASTER_PORT),
+                           (ports.DRIVER_PORT, ports.BLOCK_MANAGER_PORT))
+#: what the hub (and notebook servers in hub_cidr) reach on her head: the master (a classic
+#: kernel's driver registers there), the master's and the application's UIs (the notebook
+#: server's proxy), and Spark Connect's TLS port
+HEAD_PORTS_FROM_HUB = ((ports.MASTER_PORT, ports.MASTER_PORT),
+                       (ports.MASTER_WEBUI_PORT, ports.MASTER_WEBUI_PORT),
+                       (ports.APP_UI_PORT, ports.APP_UI_PORT),
+                       (ports.CONNECT_PORT, ports.CONNECT_PORT))
 #: Spark's worker port, block manager port and the executors' random ports
 SG_PORT_MIN, SG_PORT_MAX = 1024, 65535
 #: what cluster ids are made of (:mod:`..naming`): never the separator
@@ -151,15 +164,17 @@ def _tag(hub_id: str) -> str:
     return (TAG_PREFIX + hub_id)[:60]
 
 
-def security_group_name(hub_id: str, cluster_id: str) -> str:
-    """``spark-openstack-<hub_id>.<cluster_id>``. Injective: a cluster id (validated here) is
-    ``[a-z0-9-]`` only, so the last ``.`` splits the name back into the pair."""
+def security_group_name(hub_id: str, cluster_id: str, role: str = "worker") -> str:
+    """``spark-openstack-<hub_id>.<cluster_id>`` (her workers), with ``~head`` for her head's
+    group. Injective: a cluster id (validated here) is ``[a-z0-9-]`` only, so the suffix and the
+    last ``.`` split the name back (:func:`parse_security_group_name`)."""
     if not isinstance(cluster_id, str) or not _CLUSTER_ID_RE.fullmatch(cluster_id):
         raise ValidationError("cluster_id", cluster_id, "lower-case letters, digits and '-', "
                               "starting with a letter or digit")
-    name = f"{SG_PREFIX}{hub_id}{SG_SEPARATOR}{cluster_id}"
+    suffix = SG_HEAD_SUFFIX if role == ROLE_HEAD else ""
+    name = f"{SG_PREFIX}{hub_id}{SG_SEPARATOR}{cluster_id}{suffix}"
     if not hub_id or len(name) > 255:
-        raise ValidationError("hub_id", hub_id, f"1 to {255 - len(SG_PREFIX + SG_SEPARATOR + cluster_id)} "
+        raise ValidationError("hub_id", hub_id, f"1 to {255 - len(SG_PREFIX + SG_SEPARATOR + cluster_id + suffix)} "
                               "characters (the security group's name holds it)")
     return name
 
@@ -168,6 +183,8 @@ def parse_security_group_name(name: str) -> tuple[str, str] | None:
     """``(hub_id, cluster_id)`` of a name made by :func:`security_group_name`, else None."""
     if not isinstance(name, str) or not name.startswith(SG_PREFIX):
         return None
+    if name.endswith(SG_HEAD_SUFFIX):
+        name = name[:-len(SG_HEAD_SUFFIX)]
     hub_id, sep, cluster_id = name[len(SG_PREFIX):].rpartition(SG_SEPARATOR)
     if not sep or not hub_id or not _CLUSTER_ID_RE.fullmatch(cluster_id):
         return None
@@ -272,7 +289,8 @@ class OpenStackProvisioner(Provisioner):
         self._flavors: dict[str, Any] = {}
         # per (hub_id, cluster_id): the group's id once ensured, a lock (with its user count,
         # so it goes when unused) and the requests between "group ensured" and "create done"
-        self._sg: dict[tuple[str, str], str] = {}
+        #: (hub_id, cluster_id, with a head) -> (the workers' group id, the head's group id)
+        self._sg: dict[tuple[str, str, bool], tuple[str, str | None]] = {}
         self._sg_locks: dict[tuple[str, str], list] = {}
         self._sg_inflight: dict[tuple[str, str], int] = {}
         self._bg: set[asyncio.Task] = set()
@@ -484,16 +502,32 @@ class OpenStackProvisioner(Provisioner):
             if entry[1] == 0 and self._sg_locks.get(key) is entry:
                 del self._sg_locks[key]
 
-    def _wanted_rules(self, sg_id: str) -> list[dict]:
-        """The group's only ingress: Spark's ports from its own members and from the hub."""
+    def _wanted_rules(self, sg_id: str, role: str = "worker", peer_id: str | None = None) -> list[dict]:
+        """A group's only ingress. The workers' group: Spark's ports from its own members, from
+        the hub and from her head's group (``peer_id``, placement 'cluster'). The head's group:
+        :data:`HEAD_PORTS_FROM_WORKERS` from the workers' group (``peer_id``) and
+        :data:`HEAD_PORTS_FROM_HUB` from the hub only: no other host reaches her UIs."""
         import ipaddress  # noqa: PLC0415
 
         cidr = self.config["hub_cidr"]
-        tcp = {"direction": "ingress", "protocol": "tcp",
-               "port_range_min": SG_PORT_MIN, "port_range_max": SG_PORT_MAX}
-        return [dict(tcp, ether_type="IPv4", remote_group_id=sg_id, remote_ip_prefix=None),
-                dict(tcp, ether_type=f"IPv{ipaddress.ip_network(cidr).version}",
-                     remote_group_id=None, remote_ip_prefix=cidr)]
+        hub = {"ether_type": f"IPv{ipaddress.ip_network(cidr).version}", "remote_group_id": None,
+               "remote_ip_prefix": cidr}
+
+        def tcp(lo: int, hi: int, **kw) -> dict:
+            return {"direction": "ingress", "protocol": "tcp", "port_range_min": lo,
+                    "port_range_max": hi, **kw}
+
+        if role == ROLE_HEAD:
+            return ([tcp(lo, hi, ether_type="IPv4", remote_group_id=peer_id, remote_ip_prefix=None)
+                     for lo, hi in HEAD_PORTS_FROM_WORKERS] +
+                    [tcp(lo, hi, **hub) for lo, hi in HEAD_PORTS_FROM_HUB])
+        rules = [tcp(SG_PORT_MIN, SG_PORT_MAX, ether_type="IPv4", remote_group_id=sg_id,
+                     remote_ip_prefix=None),
+                 tcp(SG_PORT_MIN, SG_PORT_MAX, **hub)]
+        if peer_id:
+            rules.append(tcp(SG_PORT_MIN, SG_PORT_MAX, ether_type="IPv4", remote_group_id=peer_id,
+                             remote_ip_prefix=None))
+        return rules
 
     @staticmethod
     def _rule_is(rule, wanted: dict) -> bool:
@@ -504,14 +538,27 @@ class OpenStackProvisioner(Provisioner):
             self._connection().network.security_groups(name=name)))
         return sorted((g for g in groups if g.name == name), key=lambda g: (g.created_at or "", g.id))
 
-    async def _ensure_security_group(self, spec: WorkerSpec) -> str:
-        """The id of ``spec``'s cluster group: cached, else found (a restarted hub adopts it),
-        else created; its ingress rules made exactly :meth:`_wanted_rules`. Call it holding
-        the cluster's lock."""
-        key = (spec.hub_id, spec.cluster_id)
-        if key in self._sg:
-            return self._sg[key]
-        name = security_group_name(spec.hub_id, spec.cluster_id)
+    async def _ensure_security_group(self, spec: WorkerSpec | HeadSpec) -> str:
+        """The id of the group ``spec``'s server goes in: her workers' group, or (a head) her
+        head's group; each cached, else found (a restarted hub adopts it), else created, its
+        ingress rules made exactly :meth:`_wanted_rules`. With a head (a head's spec, or a
+        worker's whose master is on the head) both groups are ensured, each admitting the
+        other. Call it holding the cluster's lock."""
+        is_head = isinstance(spec, HeadSpec)
+        with_head = is_head or bool(getattr(spec, "master_on_head", False))
+        key = (spec.hub_id, spec.cluster_id, with_head)
+        if key not in self._sg:
+            w = await self._find_or_create_group(spec, "worker")
+            h = await self._find_or_create_group(spec, ROLE_HEAD) if with_head else None
+            await self._sync_rules(spec, w, self._wanted_rules(w.id, "worker", h.id if h else None))
+            if h is not None:
+                await self._sync_rules(spec, h, self._wanted_rules(h.id, ROLE_HEAD, w.id))
+            self._sg[key] = (w.id, h.id if h else None)
+        w_id, h_id = self._sg[key]
+        return h_id if is_head else w_id
+
+    async def _find_or_create_group(self, spec: WorkerSpec | HeadSpec, role: str):
+        name = security_group_name(spec.hub_id, spec.cluster_id, role)
         groups = await self._groups_named(name)
         if groups:
             sg = groups[0]
@@ -524,9 +571,15 @@ class OpenStackProvisioner(Provisioner):
                 except ProvisionerError as e:
                     self.log.warning("OpenStack: %s", e)
         else:
-            desc = (f"{SG_DESCRIPTION_PREFIX}Spark workers of cluster {spec.cluster_id} of user "
-                    f"{spec.owner} (hub {spec.hub_id}): TCP {SG_PORT_MIN}-{SG_PORT_MAX} open to "
-                    f"the cluster's own workers and to {self.config['hub_cidr']} only")[:255]
+            if role == ROLE_HEAD:
+                desc = (f"{SG_DESCRIPTION_PREFIX}the head of cluster {spec.cluster_id} of user "
+                        f"{spec.owner} (hub {spec.hub_id}): its master and driver ports open to "
+                        f"the cluster's workers, its UIs and Connect to {self.config['hub_cidr']} only")
+            else:
+                desc = (f"{SG_DESCRIPTION_PREFIX}Spark workers of cluster {spec.cluster_id} of user "
+                        f"{spec.owner} (hub {spec.hub_id}): TCP {SG_PORT_MIN}-{SG_PORT_MAX} open to "
+                        f"the cluster's own workers and head and to {self.config['hub_cidr']} only")
+            desc = desc[:255]
 
             async def adopt():
                 found = await self._groups_named(name)
@@ -538,9 +591,13 @@ class OpenStackProvisioner(Provisioner):
                                   name=name, description=desc), adopt)
             self.log.info("OpenStack: created security group %s (%s) for user %s", name, sg.id,
                           spec.owner)
+        return sg
+
+    async def _sync_rules(self, spec, sg, wanted: list[dict]) -> None:
+        """Make ``sg``'s ingress rules exactly ``wanted``."""
+        name = sg.name
         rules = await self._call(f"listing the rules of security group {name}", lambda: list(
             self._connection().network.security_group_rules(security_group_id=sg.id)))
-        wanted = self._wanted_rules(sg.id)
         for r in rules:
             if r.direction == "ingress" and not any(self._rule_is(r, w) for w in wanted):
                 self.log.warning("OpenStack: removing unexpected ingress rule %s from security "
@@ -554,8 +611,6 @@ class OpenStackProvisioner(Provisioner):
                 await self._call(f"adding a rule to security group {name}",
                                  self._sdk("network", "create_security_group_rule"),
                                  security_group_id=sg.id, conflict=True, **w)
-        self._sg[key] = sg.id
-        return sg.id
 
     async def _cluster_has_servers(self, hub_id: str, cluster_id: str) -> bool:
         servers = await self._call("listing servers", lambda: list(
@@ -572,9 +627,11 @@ class OpenStackProvisioner(Provisioner):
         if not self.config["manage_security_group"]:
             return True
         try:
-            name = security_group_name(hub_id, cluster_id)
+            names = [security_group_name(hub_id, cluster_id, ROLE_HEAD),
+                     security_group_name(hub_id, cluster_id)]
         except ValidationError:
             return True   # not a cluster of ours: it never had a group
+        name = names[1]
         key = (hub_id, cluster_id)
         async with self._cluster_lock(key):
             if self._sg_inflight.get(key):
@@ -582,19 +639,20 @@ class OpenStackProvisioner(Provisioner):
             try:
                 if await self._cluster_has_servers(hub_id, cluster_id):
                     return False
-                groups = await self._groups_named(name)
+                groups = [g for n in names for g in await self._groups_named(n)]   # head's first
                 for attempt in range(attempts):
                     left = []
                     for g in groups:
-                        r = await self._call(f"deleting security group {name} ({g.id})",
+                        r = await self._call(f"deleting security group {g.name} ({g.id})",
                                              self._sdk("network", "delete_security_group"), g.id,
                                              ignore_missing=True, conflict=False)
                         if r is False:
                             left.append(g)
                         else:
-                            self.log.info("OpenStack: deleted security group %s (%s)", name, g.id)
+                            self.log.info("OpenStack: deleted security group %s (%s)", g.name, g.id)
                     if not left:
-                        self._sg.pop(key, None)
+                        for with_head in (False, True):
+                            self._sg.pop((hub_id, cluster_id, with_head), None)
                         return True
                     groups = left
                     if attempt + 1 < attempts:
@@ -820,7 +878,8 @@ class OpenStackProvisioner(Provisioner):
                         self._sg_inflight.pop(key, None)
         except Exception:
             if sg is not None:
-                self._sg.pop(key, None)   # re-checked by the next request (deleted outside?)
+                for with_head in (False, True):   # re-checked by the next request (deleted outside?)
+                    self._sg.pop((*key, with_head), None)
                 if not self._sg_inflight.get(key):
                     await self._release_security_group(spec.hub_id, spec.cluster_id, attempts=1)
             raise
