@@ -77,6 +77,38 @@ def test_local_cluster_refuses_bad_connect_settings_before_starting(tmp_path, kw
     assert not (tmp_path / "run").exists()
 
 
+def test_a_server_that_cannot_start_leaves_no_token_file(tmp_path):
+    """core/connectserver.py, the one start/stop of a Connect server on this host (the CLI's
+    LocalCluster and the hub's SparkCluster): the token file goes with a failed start."""
+    from jupyter_spark_openstack.core import connectserver
+
+    token_file = tmp_path / "connect.token"
+    recorded = []
+    with pytest.raises(ValidationError) as ei:
+        connectserver.start_server(tmp_path / "run", token_file, master_url="spark://127.0.0.1:7077",
+                                   python="/nonexistent/python", record=recorded.append)
+    assert ei.value.field == "executors' python"
+    assert not token_file.exists() and recorded == []
+
+
+def test_stop_server_removes_its_properties_and_token_files(tmp_path):
+    from jupyter_spark_openstack.core import connectserver
+    from jupyter_spark_openstack.core.spark import daemons
+
+    props = tmp_path / "conf" / "connect.properties"
+    props.parent.mkdir()
+    props.write_text("")
+    token_file = cc.write_token_file(tmp_path / "connect.token", cc.generate_token())
+    rec = daemons._spawn("connect", ["/bin/sh", "-c", "sleep 600", str(props)],
+                         tmp_path / "logs" / "connect.log", dict(os.environ), marker=str(props))
+    rec = {**rec, "properties_file": str(props), "token_file": token_file}
+    assert cc.is_running(rec)
+    connectserver.stop_server(rec)
+    assert not cc.is_running(rec)
+    assert not props.exists() and not Path(token_file).exists()
+    connectserver.stop_server(rec)           # idempotent
+
+
 def test_kernel_resolves_localhost_and_refuses_remote_hosts(tmp_path):
     tf = cc.write_token_file(tmp_path / "tok", "abc")
     env = {kc.URL_ENV: "sc://127.0.0.1:15002", kc.TOKEN_FILE_ENV: tf}
