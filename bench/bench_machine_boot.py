@@ -124,7 +124,7 @@ class Bench:
                 raise SystemExit("a fresh master already has ALIVE workers")
             specs = [WorkerSpec(hub_id="bench", owner="alice", cluster_id="bench-alice",
                                 name=f"alice-r{r}w{i}", index=i, cores=CORES, memory=MEMORY,
-                                master_url=master_url, size="small", flavor="m1.small")
+                                master_url=master_url, size="small")   # flavor: m1.small
                      for i in range(1, n + 1)]
             t0 = time.perf_counter()
             results = await asyncio.gather(*(self.prov.request_worker(s) for s in specs),

@@ -80,7 +80,7 @@ async def spark_once(prov, n: int, run: int, root: Path) -> tuple[float, float]:
     from jupyter_spark_openstack.core.cluster import ClusterConfig, SparkCluster  # noqa: PLC0415
     from jupyter_spark_openstack.core.options import Limits, OptionsSchema  # noqa: PLC0415
 
-    opts = OptionsSchema(sizes=[{"name": "small", "cores": 1, "memory": "1g", "flavor": "m1.small"}],
+    opts = OptionsSchema(sizes=[{"name": "small", "cores": 1, "memory": "1g"}],
                          limits=Limits(max_workers_per_user=8)).parse({"workers": n, "size": "small"})
     cluster = SparkCluster.new(ClusterConfig(hub_id="bench", start_timeout=300, connect_server=False,
                                              head_placement="hub"), prov,

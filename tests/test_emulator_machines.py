@@ -118,7 +118,7 @@ def _spec(cloud, name: str, index: int):
     return WorkerSpec(hub_id="emumachines", owner="alice", cluster_id="emumachines-alice",
                       name=name, index=index, cores=1, memory="512m",
                       master_url=cloud["master_url"], secret=cloud["secret"], size="small",
-                      flavor="m1.small", spark_conf={"spark.network.crypto.enabled": "true"})
+                      spark_conf={"spark.network.crypto.enabled": "true"})
 
 
 def _workers(cloud) -> list[dict]:
@@ -318,7 +318,7 @@ async def test_a_spawn_with_a_wrong_sha512_fails_at_once_with_the_console_line(c
 
     wrong = ("0" if tarball["sha512"][0] != "0" else "1") + tarball["sha512"][1:]
     prov = _download_provisioner(cloud, wrong, tarball["url"])
-    sizes = [{"name": "small", "cores": 1, "memory": "512m", "flavor": "m1.small"}]
+    sizes = [{"name": "small", "cores": 1, "memory": "512m"}]
     opts = OptionsSchema(sizes=sizes).parse({"workers": 1, "size": "small"})
     cfg = ClusterConfig(hub_id="emumachines", start_timeout=600.0, connect_server=False,
                         master_host=cloud["hub"], head_placement="hub")

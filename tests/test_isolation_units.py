@@ -271,3 +271,29 @@ async def test_without_javac_the_spawn_fails_naming_it_and_leaves_nothing(tmp_pa
     assert "spark_ui_guard = False" in str(e.value)
     assert list((base / "alice").glob("session-*")) == []
     assert not (base / "alice" / "cluster.json").exists()
+
+
+def test_a_sizes_flavor_is_the_openstack_provisioners_setting():
+    """Core sizes carry no flavor; the spawner moves a size's 'flavor' into the openstack
+    provisioner's 'flavors' (its own wins), and refuses one with another provisioner."""
+    from jupyter_spark_openstack.core.options import OptionsSchema
+    from jupyter_spark_openstack.spawner import SparkClusterMixin
+    from jupyterhub.spawner import Spawner
+
+    with pytest.raises(ValidationError) as ei:
+        OptionsSchema([{"name": "small", "cores": 1, "memory": "1g", "flavor": "m1.small"}])
+    assert ei.value.field == "worker_sizes.flavor" and "flavors" in str(ei.value)
+
+    class S(SparkClusterMixin, Spawner):
+        pass
+
+    sizes = [{"name": "small", "cores": 1, "memory": "1g", "flavor": "m1.small"},
+             {"name": "big", "cores": 4, "memory": "8g", "flavor": "m1.large"}]
+    s = S(provisioner="openstack", worker_sizes=sizes,
+          provisioner_config={"flavors": {"big": "m1.xlarge"}})
+    got, flavors = s._sizes_and_flavors()
+    assert all("flavor" not in x for x in got) and flavors == {"small": "m1.small", "big": "m1.large"}
+    assert list(s.options_schema.sizes) == ["small", "big"]
+    with pytest.raises(ValidationError) as ei:
+        S(provisioner="local", worker_sizes=sizes).options_schema
+    assert ei.value.field == "worker_sizes[0].flavor"

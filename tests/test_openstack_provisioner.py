@@ -231,7 +231,7 @@ async def test_unknown_image_or_size_fails_with_the_config_key(emu, tmp_path):
     try:
         with pytest.raises(ProvisionerError, match=r"image 'no-such-image' \(config openstack.image\) does not exist"):
             await p.request_worker(spec(1))
-        with pytest.raises(ValidationError, match="size: 'huge'"):
+        with pytest.raises(ValidationError, match="openstack.flavors: 'huge'"):
             await p.check_capacity([spec(1, size="huge")])
     finally:
         await p.close()

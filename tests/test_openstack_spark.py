@@ -25,8 +25,8 @@ from jupyter_spark_openstack.testing.emulator.helpers import provisioner_config
 
 pytestmark = pytest.mark.spark
 
-SIZES = [{"name": "small", "cores": 1, "memory": "1g", "flavor": "m1.small"},
-         {"name": "large", "cores": 4, "memory": "1g", "flavor": "m1.large"}]
+SIZES = [{"name": "small", "cores": 1, "memory": "1g"},   # flavors: the provisioner's "flavors"
+         {"name": "large", "cores": 4, "memory": "1g"}]
 
 
 @pytest.fixture(scope="module")

@@ -153,7 +153,7 @@ class SparkCluster:
             "provisioner": provisioner.name, "run_dir": str(run_dir),
             "options": options.to_dict(),
             "size": {"name": options.size.name, "cores": options.size.cores,
-                     "memory": options.size.memory, "flavor": options.size.flavor},
+                     "memory": options.size.memory},
             "workers": options.workers, "cores": options.total_cores,
             "memory_mb": options.total_memory_mb,
             "master": None, "records": [], "started_at": None, "phase": "new",
@@ -561,7 +561,7 @@ class SparkCluster:
             WorkerSpec(hub_id=s["hub_id"], owner=s["owner"], cluster_id=s["cluster_id"],
                        name=f"{s['cluster_id']}-w{i}", index=i, cores=size["cores"],
                        memory=size["memory"], master_url=self.master_url, secret=secret,
-                       size=size["name"], flavor=size.get("flavor"),
+                       size=size["name"],
                        server_name=s["server_name"], spark_conf=self.worker_conf,
                        master_on_head=self.placement == "cluster",
                        daemon_user=self.daemon_user)

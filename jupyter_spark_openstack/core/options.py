@@ -21,12 +21,12 @@ _SIZE_NAME_ALLOWED = "a short name: letters, digits, '-' and '_'"
 
 @dataclass(frozen=True)
 class WorkerSize:
-    """A worker size an admin offers: cores and memory a worker gives Spark (+ its flavor)."""
+    """A worker size an admin offers: cores and memory a worker gives Spark. What machine a
+    size is on a backend (an OpenStack flavor) is that provisioner's own setting."""
 
     name: str
     cores: int
     memory: str                   # Spark memory string the worker offers, e.g. "4g"
-    flavor: str | None = None     # OpenStack flavor for this size (openstack provisioner)
     description: str = ""
 
     @property
@@ -40,11 +40,15 @@ class WorkerSize:
     @classmethod
     def parse(cls, raw: Mapping, field: str = "worker_sizes") -> WorkerSize:
         if not isinstance(raw, Mapping):
-            raise ValidationError(field, raw, "a dict with name, cores, memory (and optional flavor, description)")
-        unknown = set(raw) - {"name", "cores", "memory", "flavor", "description"}
+            raise ValidationError(field, raw, "a dict with name, cores, memory (and optional description)")
+        if "flavor" in raw:
+            raise ValidationError(f"{field}.flavor", raw["flavor"],
+                                  "no key here: a size's flavor is the openstack provisioner's "
+                                  "setting, its 'flavors' mapping ({size name: flavor})")
+        unknown = set(raw) - {"name", "cores", "memory", "description"}
         if unknown:
             raise ValidationError(f"{field}.{sorted(unknown)[0]}", raw[sorted(unknown)[0]],
-                                  "only the keys name, cores, memory, flavor, description")
+                                  "only the keys name, cores, memory, description")
         name = str(raw.get("name", ""))
         if not name or not all(c.isalnum() or c in "-_" for c in name):
             raise ValidationError(f"{field}.name", raw.get("name"), _SIZE_NAME_ALLOWED)
@@ -52,7 +56,6 @@ class WorkerSize:
             name=name,
             cores=parse_positive_int(f"{field}[{name}].cores", raw.get("cores"), maximum=1024),
             memory=parse_memory(f"{field}[{name}].memory", raw.get("memory")),
-            flavor=str(raw["flavor"]) if raw.get("flavor") else None,
             description=str(raw.get("description") or ""),
         )
 

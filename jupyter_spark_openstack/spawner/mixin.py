@@ -53,7 +53,8 @@ class SparkClusterMixin(LoggingConfigurable):
     worker_sizes = List(
         Dict(), config=True,
         help="Worker sizes offered to users: [{'name': 'small', 'cores': 1, 'memory': '1g', "
-             "'flavor': 'm1.small', 'description': '...'}]. 'flavor' is used by openstack.")
+             "'description': '...'}]. With the openstack provisioner a size may name its "
+             "'flavor' here too: it goes into the provisioner's 'flavors' mapping.")
 
     @default("worker_sizes")
     def _default_sizes(self):
@@ -276,7 +277,7 @@ class SparkClusterMixin(LoggingConfigurable):
                               max_cores_per_user=self.max_cores_per_user,
                               max_memory_per_user=self.max_memory_per_user,
                               max_workers_total=self.max_workers_total)
-        return OptionsSchema(self.worker_sizes, limits, self.default_workers,
+        return OptionsSchema(self._sizes_and_flavors()[0], limits, self.default_workers,
                              self.default_size or None)
 
     def _cluster_config(self) -> ClusterConfig:
@@ -380,8 +381,28 @@ class SparkClusterMixin(LoggingConfigurable):
                 "and her Connect server on the hub listens on the hub's loopback only "
                 "(or set c.SparkClusterMixin.connect_server = False)")
 
+    def _sizes_and_flavors(self) -> tuple[list, dict]:
+        """``worker_sizes`` without their ``flavor`` keys, and those flavors: the flavor of a
+        size is the openstack provisioner's setting (its ``flavors``), which a size may give
+        here for convenience; with another provisioner a flavor is refused."""
+        sizes, flavors = [], {}
+        for i, raw in enumerate(self.worker_sizes):
+            if isinstance(raw, dict) and "flavor" in raw:
+                raw = dict(raw)
+                flavor = raw.pop("flavor")
+                if self.provisioner != "openstack":
+                    raise ValidationError(f"worker_sizes[{i}].flavor", flavor,
+                                          "nothing: only the openstack provisioner has flavors")
+                flavors[str(raw.get("name"))] = flavor
+            sizes.append(raw)
+        return sizes, flavors
+
     def _get_provisioner(self):
-        return self._hub.provisioner(self.provisioner, self.provisioner_config, self.log)
+        config = dict(self.provisioner_config)
+        _, flavors = self._sizes_and_flavors()
+        if flavors:   # the provisioner's own mapping wins over what the sizes say
+            config["flavors"] = {**flavors, **(config.get("flavors") or {})}
+        return self._hub.provisioner(self.provisioner, config, self.log)
 
     @property
     def _cluster_base_dir(self) -> Path:

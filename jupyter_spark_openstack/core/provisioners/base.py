@@ -40,8 +40,8 @@ class WorkerSpec:
     memory: str            # Spark memory string offered by the worker, e.g. "4g"
     master_url: str        # spark://host:port the worker joins
     secret: str | None = None          # spark.authenticate secret (never logged)
-    size: str | None = None            # the admin's size name ("small", ...)
-    flavor: str | None = None          # backend-specific machine type (OpenStack flavor)
+    size: str | None = None            # the admin's size name ("small", ...): a provisioner
+                                       # maps it to a machine type of its own (openstack.flavors)
     server_name: str = ""              # JupyterHub named-server name ("" for the default)
     #: the master is on the cluster's head (placement ``cluster``), not on the hub host
     master_on_head: bool = False

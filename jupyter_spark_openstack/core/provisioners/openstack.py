@@ -135,8 +135,8 @@ CONFIG_KEYS = {
     "cloud": "name of a cloud in clouds.yaml (omit to use the OS_* environment variables)",
     "clouds_yaml": "path of a clouds.yaml file (default: openstacksdk's search path)",
     "region_name": "region to use",
-    "flavors": "a mapping of size name -> flavor name or id, e.g. {small: m1.small} "
-               "(for sizes that do not name their flavor themselves)",
+    "flavors": "a mapping of size name -> flavor name or id, e.g. {small: m1.small}: one for "
+               "every size the hub offers",
     "head_flavor": "flavor of each user's head server (head placement 'cluster': her Spark "
                    "master and Connect server; default: the flavor of size 'head' in flavors)",
     "image": "image name or id holding the worker OS (Java + Spark in mode 'preinstalled')",
@@ -468,13 +468,12 @@ class OpenStackProvisioner(Provisioner):
             return self._resolved
 
     def flavor_for(self, spec: WorkerSpec) -> str:
-        if spec.flavor:
-            return spec.flavor
+        """The flavor of ``spec``'s size: this provisioner's own ``flavors`` mapping."""
         if spec.size and spec.size in self.config["flavors"]:
             return self.config["flavors"][spec.size]
-        raise ValidationError("size", spec.size, "a size with an OpenStack flavor (set 'flavor' in "
-                              "the size, or openstack.flavors; sizes with one here: " +
-                              (", ".join(self.config["flavors"]) or "none") + ")")
+        raise ValidationError("openstack.flavors", spec.size,
+                              "a mapping that names a flavor for every size the hub offers; it "
+                              "has flavors for: " + (", ".join(self.config["flavors"]) or "none"))
 
     async def _flavor(self, name: str):
         await self._resolve()

@@ -17,11 +17,10 @@ from pathlib import Path
 from .app import Emulator
 from .helpers import provisioner_config
 
+#: the sizes the demo offers; their flavors are the provisioner's ``flavors`` (helpers.py)
 DEMO_SIZES = [
-    {"name": "small", "cores": 1, "memory": "1g", "flavor": "m1.small",
-     "description": "small: flavor m1.small (1 core, 1 GB)"},
-    {"name": "medium", "cores": 2, "memory": "2g", "flavor": "m1.medium",
-     "description": "medium: flavor m1.medium (2 cores, 2 GB)"},
+    {"name": "small", "cores": 1, "memory": "1g", "description": "small: flavor m1.small (1 core, 1 GB)"},
+    {"name": "medium", "cores": 2, "memory": "2g", "description": "medium: flavor m1.medium (2 cores, 2 GB)"},
 ]
 
 
