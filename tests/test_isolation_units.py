@@ -276,9 +276,10 @@ async def test_without_javac_the_spawn_fails_naming_it_and_leaves_nothing(tmp_pa
 def test_a_sizes_flavor_is_the_openstack_provisioners_setting():
     """Core sizes carry no flavor; the spawner moves a size's 'flavor' into the openstack
     provisioner's 'flavors' (its own wins), and refuses one with another provisioner."""
+    from jupyterhub.spawner import Spawner
+
     from jupyter_spark_openstack.core.options import OptionsSchema
     from jupyter_spark_openstack.spawner import SparkClusterMixin
-    from jupyterhub.spawner import Spawner
 
     with pytest.raises(ValidationError) as ei:
         OptionsSchema([{"name": "small", "cores": 1, "memory": "1g", "flavor": "m1.small"}])
@@ -295,5 +296,5 @@ def test_a_sizes_flavor_is_the_openstack_provisioners_setting():
     assert all("flavor" not in x for x in got) and flavors == {"small": "m1.small", "big": "m1.large"}
     assert list(s.options_schema.sizes) == ["small", "big"]
     with pytest.raises(ValidationError) as ei:
-        S(provisioner="local", worker_sizes=sizes).options_schema
+        _ = S(provisioner="local", worker_sizes=sizes).options_schema
     assert ei.value.field == "worker_sizes[0].flavor"
