@@ -249,3 +249,53 @@ def test_secret_like_values_are_not_echoed_in_errors():
 def test_spark_conf_booleans_and_numbers_become_spark_text():
     props = cc.read_worker_boot(render(spark_conf={"spark.a": True, "spark.b": 3})).properties
     assert (props["spark.a"], props["spark.b"]) == ("true", "3")
+
+
+def test_head_user_data_runs_master_connect_and_tls_with_secrets_in_private_files():
+    import yaml
+
+    from jupyter_spark_openstack.core.provisioners import headconfig as hc
+    from jupyter_spark_openstack.core.tls import make_cluster_tls
+
+    tls = make_cluster_tls("connect.head.spark-openstack.internal")
+    doc = yaml.safe_load(hc.render_head_user_data(
+        hostname="hub1-alice-head", secret="s3cret_x", token="tok_y", tls=tls,
+        install=cc.InstallConfig(), connect_conf={"spark.executor.memory": "2g"}))
+    files = {f["path"]: f for f in doc["write_files"]}
+    assert doc["runcmd"][-1] == ["systemctl", "enable", "--now", *hc.HEAD_UNITS]
+    props = files[hc.CONNECT_PROPERTIES_FILE]
+    assert (props["permissions"], props["owner"], props.get("defer")) == ("0600", "spark:spark", True)
+    assert "spark.connect.authenticate.token=tok_y" in props["content"]
+    assert "spark.connect.grpc.binding.address=127.0.0.1" in props["content"]
+    assert "spark.executor.memory=2g" in props["content"]
+    assert files[hc.TLS_BUNDLE_FILE]["permissions"] == "0600"
+    assert "PRIVATE KEY" in files[hc.TLS_BUNDLE_FILE]["content"]
+    # no secret, token or key in a file others can read, nor in a unit's command line
+    for f in doc["write_files"]:
+        if f["permissions"] != "0600":
+            for secret in ("s3cret_x", "tok_y", "PRIVATE KEY"):
+                assert secret not in f["content"], f["path"]
+    assert "alpn h2" in files[hc.HAPROXY_CONFIG_FILE]["content"]
+    # her master only: no Connect, no TLS, no token or key on the machine
+    doc = yaml.safe_load(hc.render_head_user_data(
+        hostname="hub1-alice-head", secret="s3cret_x", token="tok_y", tls=tls,
+        install=cc.InstallConfig(), connect=False))
+    text = yaml.safe_dump(doc)
+    assert doc["runcmd"][-1] == ["systemctl", "enable", "--now", hc.MASTER_UNIT]
+    assert "tok_y" not in text and "PRIVATE KEY" not in text
+
+
+def test_head_user_data_refuses_bad_values():
+    from jupyter_spark_openstack.core.provisioners import headconfig as hc
+    from jupyter_spark_openstack.core.tls import make_cluster_tls
+
+    tls = make_cluster_tls("connect.head.spark-openstack.internal")
+    base = dict(hostname="hub1-alice-head", secret="s", token="t", tls=tls, install=cc.InstallConfig())
+    for change, field in [({"hostname": "a b"}, "hostname"), ({"token": "a\nb"}, "connect token"),
+                          ({"install": cc.InstallConfig(mode="download", spark_url="https://x/s.tgz",
+                                                        spark_sha512="0" * 128)},
+                           "openstack.install.mode"),
+                          ({"connect_conf": {"spark.x": "a\nb"}}, "connect_conf.spark.x")]:
+        with pytest.raises(ValidationError) as ei:
+            hc.build_head_cloud_config(**{**base, **change})
+        assert ei.value.field == field, (change, ei.value.field)

@@ -454,6 +454,10 @@ def test_connect_kernel_over_tls_runs_a_job_with_ca_and_token_from_files(tls_fro
         assert r["status"] == "ok" and r["text"] == "1000", r
     finally:
         k.stop()
+    # doctor checks the same kernelspec over TLS, and Python UDFs through it
+    checks = {c["name"]: c for c in cc.doctor_checks("connect-tls", spec["env"])}
+    assert checks["kernelspec:connect-tls:connect"]["status"] == "ok", checks
+    assert checks["kernelspec:connect-tls:executor-python"]["status"] == "ok", checks
     # the same kernelspec with another cluster's CA file: the cell says why, not a hang
     from jupyter_spark_openstack.core.tls import make_cluster_tls
 
@@ -461,6 +465,8 @@ def test_connect_kernel_over_tls_runs_a_job_with_ca_and_token_from_files(tls_fro
     bad_ca.write_text(make_cluster_tls(t["name"]).ca_pem)
     spec["env"][ENV_CONNECT_CA_FILE] = str(bad_ca)
     (kdir / "kernel.json").write_text(json.dumps(spec))
+    [check] = cc.doctor_checks("connect-tls", spec["env"])
+    assert check["status"] == "fail" and "restart your server" in check["fix"], check
     k = Kernel(tmp_path, "connect-tls")
     try:
         r = k.run("spark.range(3).count()", timeout=180)

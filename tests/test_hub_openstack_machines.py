@@ -138,6 +138,17 @@ def test_spawn_on_machines_job_reboot_and_stop(cloud, monkeypatch):
         assert res["error"] is None and "1000" in res["text"], res
     finally:
         c.delete_kernel("alice", kid)
+    # the classic kernel works with her head on her cluster too: its driver runs in her kernel
+    # on the hub host (on master_host, which her workers' group admits), her master is the head's
+    assert "pyspark-classic" in specs
+    kid = c.start_kernel("alice", "pyspark-classic")
+    try:
+        res = c.execute("alice", kid, "print(sc.master, sc.parallelize(range(1000), 4).sum())",
+                        timeout=300)
+        assert res["error"] is None, res
+        assert f"spark://{head_vm.address}:7077 499500" in res["text"], res
+    finally:
+        c.delete_kernel("alice", kid)
     c.stop("alice")
     assert emu.model.list_servers() == []
     assert all(m.deleted and m.leftovers() == [] for m in machines)

@@ -274,7 +274,7 @@ class SparkCluster:
         safefs.make_dir(session / "conf", 0o711)
         safefs.make_dir(session / "work", 0o700, user.owner)
         safefs.make_dir(self.run_dir / "logs", 0o700, exist_ok=True)
-        if self.config.ui_guard:
+        if self.config.ui_guard and self.placement == "hub":   # UIs on this host only
             base = Path(self.config.base_dir) if self.config.base_dir else self.run_dir.parent
             classes = uiguard.classes_dir(base, daemons.spark_home_for(user.env))
             token = uiguard.generate_token()
@@ -389,19 +389,24 @@ class SparkCluster:
         from .spark import connect  # noqa: PLC0415
 
         s = self.state
-        self.emit(5, "Requesting her cluster's head server (Spark master and Connect server)")
+        with_connect = self.config.connect_server
+        # the head and the workers must fit before anything is created
+        await self.provisioner.check_capacity(self._specs(secret), head=True)
+        self.emit(5, "Requesting her cluster's head server (Spark master"
+                     + (" and Connect server)" if with_connect else ")"))
         token = connect.generate_token()
-        token_file = connect.write_token_file(self.run_dir / "connect.token", token)
         material = await asyncio.to_thread(tlsmod.make_cluster_tls, HEAD_TLS_NAME)
-        ca_file = safefs.write_file(self.run_dir / "connect-ca.pem", material.ca_pem, 0o644,
-                                    replace=True)
-        self._save(connect={"remote": True, "token_file": token_file, "ca_file": ca_file,
-                            "server_name": material.server_name, "url": None},
-                   master={"mode": "head"}, phase="head")
-        conf = {**self.connect_defaults(), **self.worker_conf, **self.config.connect_conf}             if self.config.connect_server else {}
+        if with_connect:
+            token_file = connect.write_token_file(self.run_dir / "connect.token", token)
+            ca_file = safefs.write_file(self.run_dir / "connect-ca.pem", material.ca_pem, 0o644,
+                                        replace=True)
+            self._save(connect={"remote": True, "token_file": token_file, "ca_file": ca_file,
+                                "server_name": material.server_name, "url": None})
+        self._save(master={"mode": "head"}, phase="head")
+        conf = {**self.connect_defaults(), **self.worker_conf, **self.config.connect_conf}
         spec = HeadSpec(hub_id=s["hub_id"], owner=s["owner"], cluster_id=s["cluster_id"],
                         name=f"{s['cluster_id']}-head", token=token, tls=material, secret=secret,
-                        server_name=s["server_name"],
+                        server_name=s["server_name"], connect=with_connect,
                         driver_memory=self.config.connect_driver_memory,
                         connect_conf=conf, master_conf=dict(daemons.HARDENING))
         rec = await self.provisioner.request_head(spec)
@@ -409,9 +414,10 @@ class SparkCluster:
         host = await self._wait_head_address(rec, t0)
         webui = ports.webui_url(host)
         self._save(master={"mode": "head", "host": host, "master_url": ports.master_url(host),
-                           "webui_url": webui},
-                   connect={**self.state["connect"], "host": host, "port": ports.CONNECT_PORT,
-                            "url": ports.connect_url(host, ports.CONNECT_PORT)})
+                           "webui_url": webui})
+        if with_connect:
+            self._save(connect={**self.state["connect"], "host": host, "port": ports.CONNECT_PORT,
+                                "url": ports.connect_url(host, ports.CONNECT_PORT)})
         self.emit(15, f"Head server {rec.name} is up at {host}; waiting for its Spark master")
         await self._wait_head_master(rec, t0)
         self.emit(20, f"Spark master ready on the head at {self.master_url}")
@@ -528,7 +534,8 @@ class SparkCluster:
             connectserver.start_server, self.run_dir / "connect", self.run_dir / "connect.token",
             master_url=self.master_url, host="127.0.0.1", driver_host=self.driver_host,
             driver_memory=self.config.connect_driver_memory,
-            conf=conf, secret=secret, python=self.config.connect_python,
+            conf=conf, secret=secret,
+            python=self.provisioner.executor_python or self.config.connect_python,
             app_name=f"spark-connect-{self.state['key']}", nice=self.config.daemon_nice,
             user=self.daemon_user,
             # recorded before the process exists (found by its marker if the hub dies)

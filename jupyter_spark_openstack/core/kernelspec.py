@@ -91,7 +91,8 @@ def build_kernel_json(settings: KernelSettings, *, python: str | None = None,
     python = python or sys.executable
     env = _spark_env(settings, spark_home)
     # Executors run Python code with the driver's interpreter path (local clusters share it).
-    env["PYSPARK_PYTHON"] = python
+    # the executors' Python: the kernel's, unless her workers are machines with their own
+    env["PYSPARK_PYTHON"] = settings.executor_python or python
     if settings.master:
         env[ENV_MASTER_URL] = settings.master
     env[ENV_CONF] = json.dumps(settings.spark_conf(), sort_keys=True)

@@ -182,6 +182,8 @@ class KernelSettings:
     #: TLS to a head of her cluster: the cluster CA's file and the name its certificate carries
     connect_ca_file: str | None = None
     connect_tls_name: str | None = None
+    #: the executors' Python when it is not the kernel's (workers on other machines)
+    executor_python: str | None = None
 
     @classmethod
     def parse(cls, *, master: object = None, name: object = "pyspark",
@@ -191,7 +193,7 @@ class KernelSettings:
               connect_url: object = None, secret_file: object = None,
               connect_token_file: object = None, cluster_name: object = None,
               webui_url: object = None, connect_ca_file: object = None,
-              connect_tls_name: object = None,
+              connect_tls_name: object = None, executor_python: object = None,
               field_names: Mapping[str, str] | None = None) -> KernelSettings:
         """Validate raw values; ``field_names`` maps model fields to the names a person typed
         (e.g. ``{"executor_memory": "--executor-memory"}``) so errors speak their language."""
@@ -234,6 +236,8 @@ class KernelSettings:
             connect_ca_file=str(connect_ca_file) if connect_ca_file else None,
             connect_tls_name=_parse_tls_name(f("connect_tls_name"), connect_tls_name)
             if connect_tls_name else None,
+            executor_python=parse_abs_path(f("executor_python"), executor_python)
+            if executor_python else None,
         )
 
     @property

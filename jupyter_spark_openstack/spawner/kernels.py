@@ -38,6 +38,7 @@ def user_kernel_settings(spawner, cluster: SparkCluster, options: ClusterOptions
         secret_file=secret_file,
         cluster_name=cluster.cluster_id,
         webui_url=cluster.webui_url,
+        executor_python=cluster.provisioner.executor_python,
     )
     desc = options.describe()
     specs = []

@@ -149,10 +149,11 @@ class SparkClusterMixin(LoggingConfigurable):
     # ---- Spark Connect ---------------------------------------------------------------------
     connect_server = Bool(
         True, config=True,
-        help="Start a per-user Spark Connect server (one driver JVM per user, on loopback, with "
-             "the user's own token); the default 'PySpark' kernel is then a thin Connect client "
-             "and 'PySpark classic, RDD API' keeps the RDD API. Needs the notebook server on the "
-             "hub host: Connect to another host would need TLS, which is not built yet.")
+        help="Start a per-user Spark Connect server (one driver JVM per user, with the user's "
+             "own token); the default 'PySpark' kernel is then a thin Connect client and 'PySpark "
+             "classic, RDD API' keeps the RDD API. With head_placement 'hub' it listens on the hub "
+             "host's loopback (notebook servers on the hub host only); with 'cluster' it runs on "
+             "her head behind TLS (notebook servers anywhere that reaches the head).")
     head_placement = Unicode(
         None, allow_none=True, config=True,
         help="Where each user's head (her Spark master and Connect server) runs: 'hub' (on this "

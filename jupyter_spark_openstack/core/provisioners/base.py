@@ -70,6 +70,8 @@ class HeadSpec:
     tls: Any                           # :class:`..tls.ClusterTLS` (its key never logged)
     secret: str | None = None          # spark.authenticate secret (never logged)
     server_name: str = ""
+    #: run her Connect server (and its TLS terminator) on the head, or her master only
+    connect: bool = True
     driver_memory: str = "1g"
     #: Spark properties of her Connect server (executor sizes, hardening, network crypto)
     connect_conf: dict[str, str] = field(default_factory=dict)
@@ -138,9 +140,10 @@ class Provisioner(abc.ABC):
         """Return the config with defaults filled in; raise ValidationError naming the key."""
         return config
 
-    async def check_capacity(self, specs: list[WorkerSpec]) -> None:  # noqa: B027
+    async def check_capacity(self, specs: list[WorkerSpec], *, head: bool = False) -> None:  # noqa: B027
         """Raise :class:`~..errors.QuotaError`-like ProvisionerError before creating anything
-        when the backend cannot hold ``specs`` (e.g. Nova quota). Default: no check."""
+        when the backend cannot hold ``specs`` (and, with ``head``, the cluster's head server
+        too; e.g. Nova quota). Default: no check."""
 
     @abc.abstractmethod
     async def request_worker(self, spec: WorkerSpec) -> WorkerRecord: ...
@@ -153,6 +156,12 @@ class Provisioner(abc.ABC):
 
     @abc.abstractmethod
     async def list_workers(self, *, hub_id: str, owner: str | None = None) -> list[WorkerRecord]: ...
+
+    @property
+    def executor_python(self) -> str | None:
+        """The Python the executors on this provisioner's workers run (Python UDFs, RDD
+        lambdas); None: the driver's own (workers on the hub host)."""
+        return None
 
     #: where a user's head (master + Connect server) runs by default: ``hub`` (on the hub
     #: host) or ``cluster`` (a machine of her cluster, :meth:`request_head`)

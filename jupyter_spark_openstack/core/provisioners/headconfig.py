@@ -32,7 +32,7 @@ from collections.abc import Mapping
 import yaml
 
 from ..errors import ValidationError
-from ..models import parse_memory, parse_os_name, parse_safe_token
+from ..models import parse_abs_path, parse_memory, parse_os_name, parse_safe_token
 from ..spark import ports
 from ..tls import ClusterTLS
 from .cloudconfig import (
@@ -63,7 +63,8 @@ HEAD_UNITS = (MASTER_UNIT, CONNECT_UNIT, TLS_UNIT)
 HAPROXY = "/usr/sbin/haproxy"
 CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 
-#: the executors' Python on the workers (Python UDFs need pyspark there too)
+#: the executors' Python on the servers by default (Python UDFs and RDD lambdas run in it, with
+#: the pyspark.zip of the servers' Spark; the kernels' minor version)
 EXECUTOR_PYTHON = "/usr/bin/python3"
 
 def haproxy_config(*, bundle: str = TLS_BUNDLE_FILE, bind: str = f":{ports.CONNECT_PORT}",
@@ -123,10 +124,12 @@ def _service(description: str, exec_start: list[str], *, after: str = "network-o
 def build_head_cloud_config(*, hostname: str, secret: str | None, token: str, tls: ClusterTLS,
                             install: InstallConfig, driver_memory: str = "1g",
                             connect_conf: Mapping[str, str] | None = None,
-                            master_conf: Mapping[str, str] | None = None) -> dict:
+                            master_conf: Mapping[str, str] | None = None,
+                            connect: bool = True, executor_python: str = EXECUTOR_PYTHON) -> dict:
     """The head's cloud-config as data, every value validated here. ``connect_conf``: Spark
     properties of her Connect server (executor sizes, dynamic allocation, hardening, network
-    crypto; they win over ours); ``master_conf``: the master's."""
+    crypto; they win over ours); ``master_conf``: the master's; ``connect`` False: her master
+    only (no Connect server, no TLS terminator, no token or key on the machine)."""
     hostname = parse_os_name("hostname", hostname)
     if not all(c.isalnum() or c == "-" for c in hostname) or len(hostname) > 63:
         raise ValidationError("hostname", hostname, "letters, digits and '-' only, at most 63 characters")
@@ -138,7 +141,7 @@ def build_head_cloud_config(*, hostname: str, secret: str | None, token: str, tl
     env = {"SPARK_HOME": install.spark_home, "SPARK_MASTER_PORT": str(ports.MASTER_PORT),
            "SPARK_MASTER_WEBUI_PORT": str(ports.MASTER_WEBUI_PORT),
            "SPARK_DRIVER_MEMORY": parse_memory("head driver memory", driver_memory),
-           "PYSPARK_PYTHON": EXECUTOR_PYTHON}
+           "PYSPARK_PYTHON": parse_abs_path("executor_python", executor_python)}
     if install.java_home:
         env["JAVA_HOME"] = install.java_home
     if secret:
@@ -155,7 +158,7 @@ def build_head_cloud_config(*, hostname: str, secret: str | None, token: str, tl
         "spark.ui.killEnabled": "false",
         "spark.sql.warehouse.dir": f"{HEAD_DIR}/spark-warehouse",
         "spark.local.dir": f"{HEAD_DIR}/tmp",
-        "spark.executorEnv.PYSPARK_PYTHON": EXECUTOR_PYTHON,
+        "spark.executorEnv.PYSPARK_PYTHON": env["PYSPARK_PYTHON"],
         **parse_worker_spark_conf(connect_conf, "connect_conf"),
         # ours, last: where the endpoint binds, the token, the cluster's authentication
         "spark.connect.grpc.binding.address": "127.0.0.1",
@@ -171,7 +174,7 @@ def build_head_cloud_config(*, hostname: str, secret: str | None, token: str, tl
         f"{spark_home}/bin/spark-class", "org.apache.spark.deploy.master.Master",
         "--host", "${SPARK_LOCAL_IP}", "--port", "${SPARK_MASTER_PORT}",
         "--webui-port", "${SPARK_MASTER_WEBUI_PORT}", "--properties-file", MASTER_PROPERTIES_FILE])
-    connect = _service("Spark Connect server", [
+    connect_unit = _service("Spark Connect server", [
         f"{spark_home}/bin/spark-submit", "--class", CONNECT_SERVER_CLASS,
         "--master", "spark://${SPARK_LOCAL_IP}:${SPARK_MASTER_PORT}",
         "--conf", "spark.driver.host=${SPARK_LOCAL_IP}",
@@ -192,7 +195,7 @@ def build_head_cloud_config(*, hostname: str, secret: str | None, token: str, tl
         {"path": f"/etc/systemd/system/{MASTER_UNIT}", "permissions": "0644", "owner": "root:root",
          "content": master},
         {"path": f"/etc/systemd/system/{CONNECT_UNIT}", "permissions": "0644", "owner": "root:root",
-         "content": connect},
+         "content": connect_unit},
         {"path": f"/etc/systemd/system/{TLS_UNIT}", "permissions": "0644", "owner": "root:root",
          "content": tls_unit},
         # deferred: written in cloud-init's final stage, once the service user exists
@@ -200,6 +203,12 @@ def build_head_cloud_config(*, hostname: str, secret: str | None, token: str, tl
          "owner": f"{SERVICE_USER}:{SERVICE_USER}", "defer": True,
          "content": properties_text(connect_props) + secret_lines},
     ]
+    units = list(HEAD_UNITS)
+    if not connect:
+        units = [MASTER_UNIT]
+        dropped = (TLS_BUNDLE_FILE, HAPROXY_CONFIG_FILE, CONNECT_PROPERTIES_FILE,
+                   f"/etc/systemd/system/{CONNECT_UNIT}", f"/etc/systemd/system/{TLS_UNIT}")
+        files = [f for f in files if f["path"] not in dropped]
     return {
         "hostname": hostname,
         "fqdn": hostname,
@@ -208,7 +217,7 @@ def build_head_cloud_config(*, hostname: str, secret: str | None, token: str, tl
                               "shell": "/usr/sbin/nologin", "lock_passwd": True}],
         "write_files": files,
         "runcmd": [[HOSTS_SCRIPT], ["systemctl", "daemon-reload"],
-                   ["systemctl", "enable", "--now", *HEAD_UNITS]],
+                   ["systemctl", "enable", "--now", *units]],
     }
 
 

@@ -23,24 +23,26 @@
   a hub restart.
 * Firewall, one security group per user cluster (``manage_security_group``, default true; it
   needs ``hub_cidr``, or an IP address as ``master_host``, which then means ``<ip>/32``). The
-  first :meth:`request_worker` of a cluster finds or creates the group
-  ``spark-openstack-<hub_id>.<cluster_id>`` (:func:`security_group_name`; a cluster id is
-  ``[a-z0-9-]`` only, never a ``.``, so the name is one (hub, cluster) pair's only; the
-  description names the cluster, the user and the hub), under a per-cluster lock: parallel requests of one cluster make one
-  group, and a restarted hub adopts the group it finds. Its ingress rules are exactly two, TCP
-  1024-65535 (Spark's worker, block manager and the executors' random ports) from (a) the group
-  itself, i.e. the workers of this cluster only, and (b) the hub's ``hub_cidr``; any other
-  ingress rule found in it is deleted. Workers of two clusters cannot reach each other, unless
-  an extra group of ``security_groups`` lets them (groups add up: OpenStack's stock ``default``
-  group lets every server of the project in). :meth:`delete_worker` deletes the group once the
-  cluster's last server is gone (a group still in use, HTTP 409, is left for later, never an
-  error); :meth:`list_orphan_security_groups` / :meth:`delete_orphan_security_groups` find and
-  remove the groups of a hub whose cluster has no server left (for the reconciler).
+  first server of a cluster finds or creates the group ``spark-openstack-<hub_id>.<cluster_id>``
+  (:func:`security_group_name`; a cluster id is ``[a-z0-9-]`` only, never a ``.``, so the name
+  is one (hub, cluster) pair's only; the description names the cluster, the user and the hub),
+  under a per-cluster lock: parallel requests of one cluster make one group, and a restarted
+  hub adopts the group it finds. Its ingress rules are TCP 1024-65535 (Spark's worker, block
+  manager and the executors' random ports) from (a) the group itself, i.e. the workers of this
+  cluster only, (b) the hub's ``hub_cidr`` and (c) with head placement ``cluster``, her head's
+  group; any other ingress rule found in it is deleted. Her head (:meth:`request_head`) is in a
+  group of its own, the same name with ``~head``: the master's and driver's ports
+  (:data:`HEAD_PORTS_FROM_WORKERS`) from her workers' group, the UIs and Connect's TLS port
+  (:data:`HEAD_PORTS_FROM_HUB`) from ``hub_cidr`` only. Workers of two clusters cannot reach
+  each other, unless an extra group of ``security_groups`` lets them (groups add up:
+  OpenStack's stock ``default`` group lets every server of the project in). :meth:`delete_worker`
+  deletes the cluster's groups once its last server is gone (a group still in use, HTTP 409, is
+  left for later, never an error); :meth:`list_orphan_security_groups` /
+  :meth:`delete_orphan_security_groups` find and remove the groups of a hub whose cluster has no
+  server left: the reconciler runs that sweep every round (:meth:`reconcile_extras`).
 
-User-data comes from :mod:`.cloudconfig` and never holds OpenStack credentials or a hub token.
-The reconciler does not call the orphan-group sweep by itself yet: a hub that wants it calls
-``await provisioner.delete_orphan_security_groups(hub_id=...)`` next to each round (it
-re-checks each group under its cluster's lock, so a request in flight keeps its group).
+User-data comes from :mod:`.cloudconfig` (workers) and :mod:`.headconfig` (heads) and never
+holds OpenStack credentials or a hub token.
 
 Example (``jupyterhub_config.py``)::
 
@@ -90,7 +92,7 @@ from ..spark import ports
 from . import cloudconfig
 from .base import ROLE_HEAD, HeadSpec, Provisioner, WorkerRecord, WorkerSpec, WorkerStatus
 from .cloudconfig import InstallConfig, parse_worker_spark_conf, render_user_data
-from .headconfig import render_head_user_data
+from .headconfig import EXECUTOR_PYTHON, render_head_user_data
 
 # Imported here, once, when the provisioner class is loaded: importing openstacksdk lazily in
 # the API threads while a hub serves requests starves its event loop for ~0.5 s.
@@ -137,6 +139,8 @@ CONFIG_KEYS = {
     "region_name": "region to use",
     "flavors": "a mapping of size name -> flavor name or id, e.g. {small: m1.small}: one for "
                "every size the hub offers",
+    "executor_python": "the Python of the image that the executors on the servers run (Python "
+                       "UDFs, RDD lambdas); the kernels' minor version (default /usr/bin/python3)",
     "head_flavor": "flavor of each user's head server (head placement 'cluster': her Spark "
                    "master and Connect server; default: the flavor of size 'head' in flavors)",
     "image": "image name or id holding the worker OS (Java + Spark in mode 'preinstalled')",
@@ -321,6 +325,8 @@ class OpenStackProvisioner(Provisioner):
             raise ValidationError("openstack.flavors", flavors, CONFIG_KEYS["flavors"])
         out["flavors"] = {parse_os_name("openstack.flavors (size name)", k):
                           parse_os_name(f"openstack.flavors.{k}", v) for k, v in flavors.items()}
+        out["executor_python"] = parse_abs_path("openstack.executor_python",
+                                                c.get("executor_python") or EXECUTOR_PYTHON)
         out["head_flavor"] = (parse_os_name("openstack.head_flavor", c["head_flavor"])
                               if c.get("head_flavor") is not None else out["flavors"].get("head"))
         if c.get("image") is None:
@@ -707,12 +713,15 @@ class OpenStackProvisioner(Provisioner):
         return deleted
 
     # ---- the interface ---------------------------------------------------------------------
-    async def check_capacity(self, specs: list[WorkerSpec]) -> None:
-        if not specs:
+    async def check_capacity(self, specs: list[WorkerSpec], *, head: bool = False) -> None:
+        if not specs and not head:
             return
+        names = [self.flavor_for(s) for s in specs]
+        if head:
+            names.append(self._head_flavor())
         need_cores = need_ram = 0
-        for s in specs:
-            f = await self._flavor(self.flavor_for(s))
+        for name in names:
+            f = await self._flavor(name)
             need_cores += int(f.vcpus or 0)
             need_ram += int(f.ram or 0)
         limits = await self._call("reading project limits", self._sdk("compute", "get_limits"))
@@ -721,7 +730,7 @@ class OpenStackProvisioner(Provisioner):
         for label, unit, need, mx, used in (
                 ("vCPUs", "", need_cores, a.total_cores, a.total_cores_used),
                 ("RAM", " MB", need_ram, a.total_ram, a.total_ram_used),
-                ("servers", "", len(specs), a.instances, a.instances_used)):
+                ("servers", "", len(names), a.instances, a.instances_used)):
             if mx is None or int(mx) < 0:
                 continue
             left = max(0, int(mx) - int(used or 0))
@@ -732,13 +741,18 @@ class OpenStackProvisioner(Provisioner):
             raise QuotaError("OpenStack quota: " + "; ".join(problems) +
                              ". Ask for fewer or smaller workers, or ask the cloud admin for more quota.")
 
+    @property
+    def executor_python(self) -> str:
+        return self.config["executor_python"]
+
     def _user_data(self, spec: WorkerSpec | HeadSpec) -> str:
         if isinstance(spec, HeadSpec):
             return render_head_user_data(hostname=_hostname(spec.name), secret=spec.secret,
                                          token=spec.token, tls=spec.tls, install=self.install,
                                          driver_memory=spec.driver_memory,
                                          connect_conf=spec.connect_conf,
-                                         master_conf=spec.master_conf)
+                                         master_conf=spec.master_conf, connect=spec.connect,
+                                         executor_python=self.executor_python)
         return render_user_data(hostname=_hostname(spec.name), master_url=spec.master_url,
                                 cores=spec.cores, memory=spec.memory, secret=spec.secret,
                                 install=self.install, spark_conf=spec.spark_conf)
@@ -829,13 +843,17 @@ class OpenStackProvisioner(Provisioner):
 
     async def request_head(self, spec: HeadSpec) -> WorkerRecord:
         """Boot the cluster's head server (:mod:`.headconfig`), in the cluster's group."""
+        name = self._head_flavor()
+        await self._run(self._user_data, spec)   # refused before anything is created
+        return await self._request_server(spec, name)
+
+    def _head_flavor(self) -> str:
         name = self.config["head_flavor"]
         if not name:
             raise ValidationError("openstack.head_flavor", None,
                                   "a flavor for the users' head servers (or a size 'head' in "
                                   "openstack.flavors), needed by head placement 'cluster'")
-        await self._run(self._user_data, spec)   # refused before anything is created
-        return await self._request_server(spec, name)
+        return name
 
     async def request_worker(self, spec: WorkerSpec) -> WorkerRecord:
         self._check_master_reachable(spec)

@@ -564,10 +564,15 @@ def versions(_):
             out[m] = None
     return json.dumps(out)
 
-cb = DefaultChannelBuilder(sys.argv[1])
 tok = os.environ.pop("SPARK_CONNECT_AUTHENTICATE_TOKEN", None)
-if tok:
-    cb.set("token", tok)
+if len(sys.argv) > 2:   # TLS to a cluster head: the CA file and the certificate's name
+    from jupyter_spark_openstack.core.spark.connect import channel_builder
+    cb = channel_builder(sys.argv[1], tok, ca_pem=open(sys.argv[2], "rb").read(),
+                         server_name=sys.argv[3] or None)
+else:
+    cb = DefaultChannelBuilder(sys.argv[1])
+    if tok:
+        cb.set("token", tok)
 spark = SparkSession.builder.channelBuilder(cb).create()
 try:
     row = spark.range(1).select(udf(versions, "string")("id")).collect()[0][0]
@@ -580,7 +585,8 @@ print(json.dumps({"executor": json.loads(row), "kernel": {
 
 
 def check_connect_executors(url: str, token: str | None, kernel_python: str | None = None,
-                            timeout: float = 90.0) -> dict:
+                            timeout: float = 90.0, *, ca_file: str | None = None,
+                            server_name: str | None = None) -> dict:
     """For ``doctor``: run a Python UDF through the Connect server from ``kernel_python`` (the
     kernel's interpreter) and compare the executors' Python, pyspark and pyarrow with the
     kernel's. ``{"ok", "category", "message", "executor", "kernel"}``; never raises.
@@ -590,7 +596,9 @@ def check_connect_executors(url: str, token: str | None, kernel_python: str | No
     import json  # noqa: PLC0415
     import subprocess  # noqa: PLC0415
 
-    base = check_connect(url, token, timeout=min(10.0, timeout))
+    ca_pem = Path(ca_file).read_bytes() if ca_file else None
+    base = check_connect(url, token, timeout=min(10.0, timeout), ca_pem=ca_pem,
+                         server_name=server_name)
     if not base["ok"]:
         return {**base, "executor": None, "kernel": None}
     python = kernel_python or sys.executable
@@ -598,8 +606,9 @@ def check_connect_executors(url: str, token: str | None, kernel_python: str | No
     if token:
         env[TOKEN_ENV] = token  # the child's environment, not its command line
     try:
-        res = subprocess.run([python, "-c", _EXECUTOR_PROBE, url], capture_output=True, text=True,
-                             timeout=timeout, env=env)
+        tls_args = [ca_file, server_name or ""] if ca_file else []
+        res = subprocess.run([python, "-c", _EXECUTOR_PROBE, url, *tls_args], capture_output=True,
+                             text=True, timeout=timeout, env=env)
         info = json.loads(res.stdout.strip().splitlines()[-1])
     except subprocess.TimeoutExpired:
         return {"ok": False, "category": "connect-unreachable", "executor": None, "kernel": None,
@@ -631,13 +640,20 @@ def doctor_checks(name: str, env: Mapping[str, str], kernel_python: str | None =
     the token, and Python UDFs run with matching versions. Each item has the fields of
     :class:`jupyter_spark_openstack.core.doctor.Check`: ``name``, ``status`` (ok/fail),
     ``message``, ``fix``."""
-    from ..kernelspec import ENV_CONNECT_TOKEN_FILE, ENV_CONNECT_URL  # noqa: PLC0415
+    from ..kernelspec import (  # noqa: PLC0415
+        ENV_CONNECT_CA_FILE,
+        ENV_CONNECT_TLS_NAME,
+        ENV_CONNECT_TOKEN_FILE,
+        ENV_CONNECT_URL,
+    )
 
     url = env.get(ENV_CONNECT_URL)
     if not url:
         return []
     host, port = _host_port(url)
-    url = client_url(port) if host in LOOPBACK_HOSTS else url
+    ca_file, tls_name = env.get(ENV_CONNECT_CA_FILE) or None, env.get(ENV_CONNECT_TLS_NAME) or None
+    if not ca_file:
+        url = client_url(port) if host in LOOPBACK_HOSTS else url
     try:
         token = read_token_file(env[ENV_CONNECT_TOKEN_FILE]) if env.get(ENV_CONNECT_TOKEN_FILE) \
             else env.get(TOKEN_ENV)
@@ -645,15 +661,26 @@ def doctor_checks(name: str, env: Mapping[str, str], kernel_python: str | None =
         return [{"name": f"kernelspec:{name}:connect", "status": "fail", "message": str(e),
                  "fix": "restart your server from the hub, or reinstall the kernelspec with "
                         "--connect-token-file pointing at the cluster's connect.token"}]
-    c = check_connect(url, token, timeout=timeout)
+    try:
+        ca_pem = Path(ca_file).read_bytes() if ca_file else None
+    except OSError as e:
+        return [{"name": f"kernelspec:{name}:connect", "status": "fail",
+                 "message": f"cannot read the cluster CA file {ca_file}: {e.strerror or e}",
+                 "fix": "restart your server from the hub (it writes the CA file anew)"}]
+    c = check_connect(url, token, timeout=timeout, ca_pem=ca_pem, server_name=tls_name)
     if not c["ok"]:
-        fix = ("the token is not this server's: reinstall the kernelspec with the server's token "
-               "file" if c["category"] == "connect-auth-failed" else
-               "start the Connect server (cluster start --connect, or restart your server "
-               "from the hub) and check its log RUN_DIR/logs/connect.log")
+        fix = {"connect-auth-failed": "the token is not this server's: reinstall the kernelspec "
+                                      "with the server's token file",
+               "connect-tls-failed": "the CA file is not the one of this cluster's start: restart "
+                                     "your server from the hub (a new CA at every start)",
+               "connect-head-unreachable": "check that her cluster's head is up (cluster status) "
+                                           "and that this host is in the hub's hub_cidr"}.get(
+            c["category"], "start the Connect server (cluster start --connect, or restart your "
+                           "server from the hub) and check its log RUN_DIR/logs/connect.log")
         return [{"name": f"kernelspec:{name}:connect", "status": "fail", "message": c["message"], "fix": fix}]
     out = [{"name": f"kernelspec:{name}:connect", "status": "ok", "message": c["message"], "fix": ""}]
-    e = check_connect_executors(url, token, kernel_python, timeout=udf_timeout)
+    e = check_connect_executors(url, token, kernel_python, timeout=udf_timeout, ca_file=ca_file,
+                                server_name=tls_name)
     out.append({"name": f"kernelspec:{name}:executor-python", "status": "ok" if e["ok"] else "fail",
                 "message": e["message"],
                 "fix": "" if e["ok"] else "start the Connect server with PYSPARK_PYTHON (and "
