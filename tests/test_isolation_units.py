@@ -298,3 +298,48 @@ def test_a_sizes_flavor_is_the_openstack_provisioners_setting():
     with pytest.raises(ValidationError) as ei:
         _ = S(provisioner="local", worker_sizes=sizes).options_schema
     assert ei.value.field == "worker_sizes[0].flavor"
+
+
+def test_cluster_state_is_versioned_old_ones_migrate_newer_ones_are_refused(tmp_path):
+    """A state from before head placement (no version, a flavor in its size) is read as
+    version 2 with its head on the hub; a state of an unknown newer version is refused, and
+    nothing is stopped from it (the reconciler logs and skips it)."""
+    import json
+
+    from jupyter_spark_openstack.core.cluster import (
+        STATE_VERSION,
+        StateVersionError,
+        migrate_state,
+        stop_orphan_clusters,
+    )
+    from jupyter_spark_openstack.core.options import OptionsSchema
+    from jupyter_spark_openstack.core.provisioners.local import LocalProvisioner
+
+    base = tmp_path / "clusters"
+    base.mkdir()
+    prov = LocalProvisioner({"run_dir": str(tmp_path / "prov")})
+    new = SparkCluster.new(ClusterConfig(hub_id="h", base_dir=str(base)), prov, owner="a",
+                           options=OptionsSchema().parse({}), run_dir=base / "a")
+    assert new.state["version"] == STATE_VERSION == 2 and new.state["placement"] == "hub"
+    old = {k: v for k, v in new.get_state().items() if k not in ("version", "placement")}
+    old["size"] = {**old["size"], "flavor": "m1.small"}
+    c = SparkCluster.from_state(ClusterConfig(hub_id="h", base_dir=str(base)), prov, old)
+    assert c.state["version"] == 2 and c.placement == "hub" and "flavor" not in c.state["size"]
+    for bad in (3, "2", True, 0):
+        with pytest.raises(StateVersionError, match="cluster state version"):
+            migrate_state({**new.get_state(), "version": bad})
+    # the reconciler refuses a newer state's cluster.json instead of acting on it
+    (base / "a").mkdir()
+    (base / "a" / "cluster.json").write_text(json.dumps({**new.get_state(), "version": 3}))
+    os.utime(base / "a" / "cluster.json", (1, 1))
+    logs = []
+
+    class Log:
+        def error(self, *a):
+            logs.append(a[0] % a[1:])
+
+        warning = info = error
+
+    assert asyncio.run(stop_orphan_clusters(base, ClusterConfig(hub_id="h", base_dir=str(base)),
+                                            prov, set(), grace=0, logger=Log())) == []
+    assert any("cluster state version 3 is not allowed" in m for m in logs), logs

@@ -1,7 +1,9 @@
 """The lifecycle of one user's Spark cluster: master, workers, (Connect server), kernelspecs.
 
 :class:`SparkCluster` is driven by the spawner but knows nothing of JupyterHub. Its whole
-state is a JSON-able dict (:meth:`SparkCluster.get_state`) that is saved the moment anything
+state is a JSON-able dict (:meth:`SparkCluster.get_state`), versioned (``version``,
+:data:`STATE_VERSION`; older states are migrated as they are read, newer ones refused), that is
+saved the moment anything
 is created (``on_change`` callback), so a hub that restarts can still find and delete
 everything (:meth:`SparkCluster.from_state`). Progress goes to an ``emit(percent, message)``
 callback a person can follow.
@@ -122,6 +124,10 @@ class ClusterConfig:
                                       "the shared master's web UI URL (http://host:8080) when master_mode is 'shared'")
 
 
+#: the version of the cluster state this code writes (``state["version"]``); states of older
+#: versions are brought up to it by :func:`migrate_state` as they are read
+STATE_VERSION = 2
+
 HEAD_PLACEMENTS = ("hub", "cluster")
 #: the DNS name the head's certificate carries (each cluster has a CA of its own, so the
 #: name need not be unique; clients verify it with ``grpc.ssl_target_name_override``)
@@ -156,6 +162,7 @@ class SparkCluster:
                      "memory": options.size.memory},
             "workers": options.workers, "cores": options.total_cores,
             "memory_mb": options.total_memory_mb,
+            "version": STATE_VERSION,
             "master": None, "records": [], "started_at": None, "phase": "new",
             "placement": head_placement(config, provisioner),
         }
@@ -166,8 +173,9 @@ class SparkCluster:
                    **kw) -> SparkCluster:
         """A cluster from saved state, once every path in it is checked (module docstring):
         a state naming paths elsewhere raises :class:`~.safefs.UnsafePathError`."""
+        state = migrate_state(state)
         check_state_paths(state, config.base_dir)
-        return cls(config, provisioner, dict(state), **kw)
+        return cls(config, provisioner, state, **kw)
 
     def get_state(self) -> dict:
         return dict(self.state)
@@ -705,8 +713,9 @@ class SparkCluster:
             if not isinstance(disk, dict) or disk.get("cluster_id") != self.cluster_id \
                     or disk.get("run_dir") != self.state.get("run_dir"):
                 return
+            disk = migrate_state(disk)
             check_state_paths(disk, self.config.base_dir)
-        except (OSError, ValueError, safefs.UnsafePathError):
+        except (OSError, ValueError, safefs.UnsafePathError, StateVersionError):
             return
         for key in self._DISK_KEYS:
             if not self.state.get(key) and disk.get(key):
@@ -785,6 +794,35 @@ class SparkCluster:
         return [r for r in results if r is not None]
 
 
+class StateVersionError(ClusterError):
+    """A saved cluster state of a version this code does not know (a newer release wrote it)."""
+
+
+def migrate_state(state: dict) -> dict:
+    """A copy of a saved state at :data:`STATE_VERSION`. Version 1 (no ``version`` key, before
+    head placement): its head was on the hub (``placement`` 'hub') and its size may name an
+    OpenStack flavor, which is the provisioner's setting now (dropped). A state of a newer
+    version raises :class:`StateVersionError`: nothing is stopped or deleted from a state this
+    code would misread."""
+    if not isinstance(state, dict):
+        raise StateVersionError(f"a cluster state is a JSON object, not {type(state).__name__}")
+    out = dict(state)
+    version = out.get("version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise StateVersionError(f"cluster state version {version!r} is not allowed; expected an "
+                                f"integer 1 to {STATE_VERSION}")
+    if version > STATE_VERSION:
+        raise StateVersionError(f"cluster state version {version} is not allowed; expected at most "
+                                f"{STATE_VERSION} (a newer jupyter-spark-openstack wrote it: "
+                                "upgrade this hub before it stops that cluster)")
+    if version == 1:
+        out.setdefault("placement", "hub")
+        if isinstance(out.get("size"), dict):
+            out["size"] = {k: v for k, v in out["size"].items() if k != "flavor"}
+        out["version"] = 2
+    return out
+
+
 def head_placement(config: ClusterConfig, provisioner: Provisioner) -> str:
     """Where a new cluster's head runs: the hub's setting, else the provisioner's default;
     ``hub`` whenever the master is shared."""
@@ -842,7 +880,8 @@ async def stop_orphan_clusters(base_dir: str | os.PathLike, config: ClusterConfi
                 raise safefs.UnsafePathError(
                     f"it names run_dir {state.get('run_dir')!r}, not its own directory")
             check_state_paths(state, base_dir)
-        except (ValueError, safefs.UnsafePathError) as e:
+            state = migrate_state(state)
+        except (ValueError, safefs.UnsafePathError, StateVersionError) as e:
             logger.error("reconciler: refusing %s: %s", path, e)
             continue
         cid = state.get("cluster_id")
