@@ -282,7 +282,8 @@ class SparkCluster:
         safefs.make_dir(session / "conf", 0o711)
         safefs.make_dir(session / "work", 0o700, user.owner)
         safefs.make_dir(self.run_dir / "logs", 0o700, exist_ok=True)
-        if self.config.ui_guard and self.placement == "hub":   # UIs on this host only
+        # also with placement 'cluster': a classic kernel's driver UI may be on this host
+        if self.config.ui_guard:
             base = Path(self.config.base_dir) if self.config.base_dir else self.run_dir.parent
             classes = uiguard.classes_dir(base, daemons.spark_home_for(user.env))
             token = uiguard.generate_token()
