@@ -37,7 +37,9 @@ def hub(tmp_path_factory):
         # give idle executors back quickly, so the classic kernel gets cores soon after the
         # Connect kernel's job (the product default is 60 s)
         "connect_conf": {"spark.dynamicAllocation.executorIdleTimeout": "3s",
-                         "spark.dynamicAllocation.shuffleTracking.timeout": "3s"}})
+                         "spark.dynamicAllocation.shuffleTracking.timeout": "3s"}},
+        # the hub polls running servers every 3 s (JupyterHub's default: 30 s)
+        extra="c.Spawner.poll_interval = 3")
     h.client = HubClient(h.url, h.token)
     try:
         yield h
@@ -241,7 +243,11 @@ def test_hub_killed_mid_spawn_orphans_are_reconciled(hub):
     hub.stop(kill=True)  # killed mid-spawn: the database never saw this cluster as running
     t.join(timeout=30)
     assert _user_procs(hub, "heidi") or list(prov.glob("*heidi*/workers/*.json"))
+    mark = len(hub.log_path.read_text())
     hub.start()
+    # at once, as an admin would: the hub's startup check of heidi's server must be done
+    # (JupyterHub answers a DELETE during a pending check with a 500, "heidi pending check")
+    c.stop("heidi")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         left = _user_procs(hub, "heidi") + processes_under(prov / "jupyterhub-heidi")
@@ -255,4 +261,38 @@ def test_hub_killed_mid_spawn_orphans_are_reconciled(hub):
     # cluster itself; what it could not know of, the reconciler deletes (tests/test_orphans.py)
     assert ("heidi's notebook server is gone; deleting its Spark cluster" in log
             or "reconciler: stopping orphan cluster jupyterhub-heidi" in log)
-    c.stop("heidi")
+    assert "Uncaught exception" not in log[mark:], log[mark:][-3000:]
+
+
+def test_her_master_dies_then_her_notebook_server_and_cluster_are_stopped(hub):
+    """JupyterHub calls Spawner.stop() only while poll() says running, so when her master
+    dies the spawner itself stops her notebook server and deletes her workers."""
+    import signal
+
+    import psutil
+
+    c = hub.client
+    r = c.spawn("judy", {"workers": 1})
+    assert r.status_code in (201, 202), r.text
+    c.wait_ready("judy")
+    state = c.server("judy")["state"]
+    notebook_pid, master_pid = state["pid"], state["cluster"]["master"]["process"]["pid"]
+    assert psutil.pid_exists(notebook_pid) and psutil.pid_exists(master_pid)
+    assert list((Path(hub.info["dir"]) / "provisioner").glob("*judy*/workers/*.json"))
+    os.kill(master_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and (c.server("judy") or _user_procs(hub, "judy")
+                                           or psutil.pid_exists(notebook_pid)):
+        time.sleep(0.5)
+    assert c.server("judy") is None
+    assert not psutil.pid_exists(notebook_pid), "her notebook server outlived her master"
+    assert not _user_procs(hub, "judy")
+    assert not list((Path(hub.info["dir"]) / "provisioner").glob("*judy*/workers/*.json"))
+    log = hub.log_path.read_text()
+    assert "judy's Spark master is gone; stopping the notebook server" in log
+    # she can start again at once
+    r = c.spawn("judy", {"workers": 1})
+    assert r.status_code in (201, 202), r.text
+    c.wait_ready("judy")
+    c.stop("judy")
+    assert not _user_procs(hub, "judy")

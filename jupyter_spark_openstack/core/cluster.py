@@ -690,9 +690,12 @@ class SparkCluster:
         states = []
         for rec in self.records:
             try:
-                states.append((await self.provisioner.worker_status(rec)).state)
+                st = (await self.provisioner.worker_status(rec)).state
             except ProvisionerError:
-                states.append("unknown")
+                st = "unknown"  # a backend error: unknown, never gone
+            if rec.is_head and st in ("failed", "gone"):
+                return "stopped"  # her head (master and Connect server) is gone
+            states.append(st)
         if "unknown" in states:
             return "unknown"
         if any(s in ("failed", "gone") for s in states):

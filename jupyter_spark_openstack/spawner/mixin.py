@@ -189,6 +189,8 @@ class SparkClusterMixin(LoggingConfigurable):
     _persist_handle = None
     _stopping = False
     _starting = False
+    #: the deletion of a cluster whose notebook server died (see :meth:`poll`), while it runs
+    _deleting: asyncio.Task | None = None
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -555,6 +557,7 @@ class SparkClusterMixin(LoggingConfigurable):
         self._start_done = False
         self._starting = True
         try:
+            await self._await_deletion()
             if self._cluster is not None:  # left from a stop that failed: delete it first
                 self._emit(2, "Deleting the previous Spark cluster")
                 await self._cluster.stop()
@@ -608,9 +611,10 @@ class SparkClusterMixin(LoggingConfigurable):
             self._hub.usage.pop(self._key, None)
 
     async def stop(self, now=False):
-        cluster = self._cluster
         self._stopping = True  # poll() sees the notebook server go: not a crash, leave it to us
         try:
+            await self._await_deletion()
+            cluster = self._cluster
             await super().stop(now=now)
         finally:
             try:
@@ -623,27 +627,66 @@ class SparkClusterMixin(LoggingConfigurable):
 
     async def poll(self):
         status = await super().poll()
+        if self._stopping:  # stop() asks whether her notebook server still runs: only that
+            return status
         if status is not None:
-            if self._cluster is not None and not self._stopping:
+            if self._cluster is not None and self._deleting is None:
                 # The notebook server is gone (crashed, or died while the hub was down): the
-                # hub will not call stop() for it, so the cluster is deleted here.
+                # hub will not call stop() for it (User.stop calls it only while poll() says
+                # running), so the cluster is deleted here, in the background. poll() answers
+                # at once: the hub's startup check and the REST API wait on it, and a DELETE
+                # that comes while the check is pending fails in JupyterHub ("pending check").
                 self.log.warning("%s's notebook server is gone; deleting its Spark cluster", self._log_name)
-                try:
-                    await self._cluster.stop()
-                    self._cluster = None
-                    self._hub.usage.pop(self._key, None)
-                except Exception:
-                    self.log.exception("deleting %s's cluster failed; kept in state", self._log_name)
-                self._persist()
+                self._deleting = asyncio.ensure_future(self._delete_dead_cluster(self._cluster))
             return status
         if self._cluster is not None:
             st = await self._cluster.poll()
             if st == "stopped":
-                self.log.warning("%s's Spark master is gone; reporting the server as stopped", self._log_name)
+                # Her master is gone, her notebook server still runs. The hub will not call
+                # stop() once poll() says stopped, so her notebook server is stopped here,
+                # before poll() answers (a kernel without its cluster is no use; after the
+                # answer the hub clears the pid), then the rest of the cluster, in the background.
+                if self._deleting is None:
+                    self.log.warning("%s's Spark master is gone; stopping the notebook server "
+                                     "and deleting the rest of the cluster", self._log_name)
+                    notebook = asyncio.ensure_future(self._stop_notebook_now())
+                    self._deleting = asyncio.ensure_future(
+                        self._delete_dead_cluster(self._cluster, after=notebook))
+                    await asyncio.shield(notebook)
                 return 1
             if st in ("degraded", "unknown"):
                 self.log.warning("%s's Spark cluster is %s", self._log_name, st)
         return None
+
+    async def _stop_notebook_now(self) -> None:
+        self._stopping = True
+        try:
+            await super().stop(now=True)
+        except Exception:
+            self.log.exception("stopping %s's notebook server failed", self._log_name)
+        finally:
+            self._stopping = False
+
+    async def _delete_dead_cluster(self, cluster: SparkCluster, after: asyncio.Future | None = None) -> None:
+        try:
+            if after is not None:
+                await after
+            await cluster.stop()
+            if self._cluster is cluster:
+                self._cluster = None
+                self._hub.usage.pop(self._key, None)
+        except Exception:
+            self.log.exception("deleting %s's cluster failed; kept in state", self._log_name)
+        finally:
+            self._deleting = None
+            self._persist()
+
+    async def _await_deletion(self) -> None:
+        """Wait for the background deletion that :meth:`poll` started, if one runs."""
+        task = self._deleting
+        if task is not None:
+            self._emit(1, "Waiting for the previous Spark cluster to be deleted")
+            await asyncio.shield(task)
 
     # ---- what the notebook server sees ---------------------------------------------------------
     @property
