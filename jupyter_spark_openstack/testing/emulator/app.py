@@ -33,7 +33,9 @@ Like Nova it never reads user-data when a server is created: the server is BUILD
   is a real machine, a system container with its own systemd and the real cloud-init running
   its user-data from a NoCloud seed, on a tenant network the emulator creates
   (:class:`..machines.container.TenantNetwork`; :attr:`Emulator.hub_address` is the host's
-  address there, where a per-user master binds); the console is the machine's.
+  address there, where a per-user master binds); the console is the machine's. The servers'
+  security groups are enforced there with nftables (:mod:`.firewall`;
+  ``enforce_security_groups=False`` turns that off).
 
 Deleting a server stops its worker (or powers its machine off and removes it).
 
@@ -122,7 +124,8 @@ class Emulator:
                  run_dir: str | os.PathLike | None = None, quota: dict | None = None,
                  seed: int = 1234, worker_stop_timeout: float = 15.0, vm_nice: int = 10,
                  boot_backend: str = "process", machine_rootfs: str | os.PathLike | None = None,
-                 spark_home: str | os.PathLike | None = None, tenant_cidr: str | None = None):
+                 spark_home: str | os.PathLike | None = None, tenant_cidr: str | None = None,
+                 enforce_security_groups: bool = True):
         if host not in ("127.0.0.1", "localhost"):
             raise ValueError(f"host: {host!r} is not allowed; expected 127.0.0.1 or localhost")
         if spark_mode not in SPARK_MODES:
@@ -152,7 +155,7 @@ class Emulator:
         self.boot_backend = boot_backend
         self.network = None      # the tenant network (container backend), made by start()
         self._container_args = {"rootfs": machine_rootfs, "spark_home": spark_home,
-                                "cidr": tenant_cidr}
+                                "cidr": tenant_cidr, "enforce": bool(enforce_security_groups)}
         self.backend: BootBackend = ProcessBoot(
             self.model, self._pool, run_dir=self.run_dir, spark_mode=spark_mode,
             vm_nice=self.vm_nice, worker_stop_timeout=worker_stop_timeout)
@@ -200,7 +203,8 @@ class Emulator:
         try:
             self.backend = ContainerBoot(self.model, self._pool, run_dir=self.run_dir,
                                          network=self.network, rootfs=args["rootfs"],
-                                         spark_home=args["spark_home"])
+                                         spark_home=args["spark_home"],
+                                         enforce_security_groups=args["enforce"])
         except BaseException:
             self.network.close(force=True)
             self.network = None

@@ -32,6 +32,7 @@ is parsed or started for it: whatever the user-data does is what happens.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import threading
 from concurrent.futures import Executor
@@ -177,14 +178,17 @@ class ContainerBoot:
     * Nova's reboot: status ``REBOOT`` while the machine's systemd reboots it, then ``ACTIVE``;
     * the ``no_worker`` fault masks the worker unit (``systemd.mask=`` on the machine's command
       line), so the user-data's ``systemctl enable --now`` fails inside, as on a broken image;
-    * ``spark_mode="none"`` is not offered: a machine runs what its user-data says.
+    * ``spark_mode="none"`` is not offered: a machine runs what its user-data says;
+    * ``enforce_security_groups`` (default): each server's security groups are enforced on the
+      tenant network (:mod:`.firewall`, nftables in the network's namespace), from the moment it
+      has its address; the rules follow every change of the groups' rules and servers.
     """
 
     name = "container"
 
     def __init__(self, model: CloudModel, pool: Executor, *, run_dir: Path, network,
                  rootfs: str | Path | None = None, spark_home: str | Path | None = None,
-                 delete_timeout: float = 60.0):
+                 delete_timeout: float = 60.0, enforce_security_groups: bool = True):
         from ..machines import container  # noqa: PLC0415
 
         self._ct = container
@@ -205,9 +209,29 @@ class ContainerBoot:
         self.delete_timeout = delete_timeout
         self._machines: dict[str, object] = {}
         self._lock = threading.Lock()
+        self.firewall = None
+        if enforce_security_groups:
+            from .firewall import SecurityGroupFirewall  # noqa: PLC0415
+
+            self.firewall = SecurityGroupFirewall(lambda: network.netns_path, self._addressed)
+            self.firewall.apply()
+            model.on_rules_changed(self.firewall.apply)
+
+    def _addressed(self) -> tuple[list[tuple[str, list[str]]], list[dict]]:
+        """What the firewall enforces: each live server's address (still its own) and groups,
+        and the groups with their rules."""
+        servers = [(vm.address, list(vm.security_group_ids)) for vm in self.model.list_servers()
+                   if vm.address and not vm.deleting and self.network.owner(vm.address) == vm.id]
+        return servers, self.model.list_security_groups()
 
     def create(self, vm: VM) -> None:
         vm.address = self.network.allocate(vm.id)
+        if self.firewall is not None:
+            try:
+                self.firewall.apply()
+            except Exception:
+                self.network.release(vm.address)
+                raise
 
     async def boot(self, vm: VM) -> None:
         if vm.deleting:
@@ -259,10 +283,15 @@ class ContainerBoot:
     def delete(self, vm: VM) -> None:
         with self._lock:
             m = self._machines.pop(vm.id, None)
-        if m is not None and not m.deleted:
-            m.delete(timeout=self.delete_timeout)
-        elif vm.address and self.network.owner(vm.address) == vm.id:
-            self.network.release(vm.address)
+        try:
+            if m is not None and not m.deleted:
+                m.delete(timeout=self.delete_timeout)
+            elif vm.address and self.network.owner(vm.address) == vm.id:
+                self.network.release(vm.address)
+        finally:
+            if self.firewall is not None and self.network.holder_pid is not None:
+                with contextlib.suppress(Exception):   # the network may be closing
+                    self.firewall.apply()
 
     def status(self, vm: VM) -> dict:
         m = self.machine(vm)

@@ -146,10 +146,24 @@ class CloudModel:
         self.keypairs = [{"name": "demo-key", "fingerprint": "aa:bb:cc:dd:ee:ff:00:11:22:33:44:55:66:77:88:99",
                           "public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEmulatorKeyOnlyForTests demo",
                           "type": "ssh"}]
+        # Neutron's stock "default" group: its members reach each other, egress is open
+        default_id = "0e3a1b6c-0000-4000-8000-000000000001"
         self.security_groups: list[dict] = [
-            {"id": "0e3a1b6c-0000-4000-8000-000000000001", "name": "default",
-             "description": "Default security group", "rules": []}]
+            {"id": default_id, "name": "default", "description": "Default security group",
+             "rules": [_egress_rule(default_id, eth) for eth in ("IPv4", "IPv6")] +
+                      [{**_egress_rule(default_id, eth), "direction": "ingress",
+                        "remote_group_id": default_id} for eth in ("IPv4", "IPv6")]}]
         self.availability_zones = ["nova"]
+        self._rule_listeners: list = []
+
+    def on_rules_changed(self, fn) -> None:
+        """Call ``fn()`` (no lock held) after a security group rule is added or deleted or a
+        group is deleted: what a backend that enforces the rules listens to."""
+        self._rule_listeners.append(fn)
+
+    def _rules_changed(self) -> None:
+        for fn in list(self._rule_listeners):
+            fn()
 
     # ---- tokens and the call log ------------------------------------------------------------
     def issue_token(self) -> str:
@@ -332,6 +346,7 @@ class CloudModel:
             self.security_groups.remove(g)
             for other in self.security_groups:
                 other["rules"] = [r for r in other["rules"] if r.get("remote_group_id") != g["id"]]
+        self._rules_changed()
 
     def list_rules(self, group_id: str | None = None) -> list[dict]:
         with self._lock:
@@ -350,7 +365,8 @@ class CloudModel:
                          "tenant_id": PROJECT_ID, "project_id": PROJECT_ID,
                          "description": description})
             group["rules"].append(rule)
-            return rule
+        self._rules_changed()
+        return rule
 
     def get_rule(self, rule_id: str) -> dict:
         """The rule (a copy); :class:`Refused` (404) if there is none."""
@@ -361,6 +377,7 @@ class CloudModel:
         with self._lock:
             g, r = self._find_rule(rule_id)
             g["rules"].remove(r)
+        self._rules_changed()
 
     def _find_rule(self, rule_id: str) -> tuple[dict, dict]:
         found = next(((g, r) for g in self.security_groups for r in g["rules"] if r["id"] == rule_id), None)

@@ -92,7 +92,8 @@ systemd-nspawn's ``--network-bridge=br0`` creates the machine's veth there (``vb
 on the bridge, ``host0`` in the machine). A host process binds to the hub's address; machines
 reach it and each other, and the host reaches them. Machines have no default route: any other
 destination is unreachable from inside (and the host does not forward). IPv6 is off on the
-bridge and the host's end.
+bridge and the host's end. Nothing here filters what the bridge forwards: the emulator's
+container backend does, by the servers' security groups (:mod:`...emulator.firewall`).
 
 **Measured** (2 shared cores, tests/test_machine_boot.py): boot to ``multi-user.target`` (with
 cloud-init done) 1.2-2.7 s, a reboot 1.4-1.8 s, power-off 0.2 s; a booted machine is 8 processes
