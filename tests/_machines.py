@@ -46,3 +46,26 @@ def java_pids_here() -> set[int]:
         except OSError:
             continue
     return out
+
+
+OPEN, REFUSED, DROPPED = "open", "refused", "dropped"
+
+
+def reach_from_machine(machine, ip: str, port: int, timeout: int = 2) -> str:
+    """What a TCP connection from inside ``machine`` to ``ip:port`` meets: ``open``, ``refused``
+    (the packet reached a host with no listener) or ``dropped`` (no answer: a firewall ate it)."""
+    rc = machine.run(["timeout", str(timeout), "bash", "-c", f"exec 3<>/dev/tcp/{ip}/{port}"]).returncode
+    return {0: OPEN, 1: REFUSED, 124: DROPPED}.get(rc, f"rc {rc}")
+
+
+def reach_from_here(ip: str, port: int, timeout: float = 2) -> str:
+    """The same from this host (the hub's address on the tenant network)."""
+    import socket
+
+    try:
+        socket.create_connection((ip, port), timeout=timeout).close()
+        return OPEN
+    except ConnectionRefusedError:
+        return REFUSED
+    except TimeoutError:
+        return DROPPED

@@ -21,7 +21,7 @@ from jupyter_spark_openstack.core.errors import ClusterError
 from jupyter_spark_openstack.core.options import OptionsSchema
 from jupyter_spark_openstack.core.spark import connect as cc
 from jupyter_spark_openstack.demo.hubprocess import processes_under
-from tests._machines import java_pids_here
+from tests._machines import DROPPED, OPEN, java_pids_here, reach_from_here, reach_from_machine
 
 pytestmark = [pytest.mark.spark, pytest.mark.timeout(900)]
 
@@ -63,10 +63,35 @@ def _provisioner(emu, d, **kw):
     from jupyter_spark_openstack.core.provisioners.openstack import OpenStackProvisioner
     from jupyter_spark_openstack.testing.emulator.helpers import provisioner_config
 
+    # the hub's own address only, and no stock "default" group: her groups alone admit traffic
     cfg = provisioner_config(emu, d / "clouds.yaml", retry_backoff=0.1, poll_interval=0.5,
-                             master_host=emu.hub_address, hub_cidr=str(emu.network.network),
-                             head_flavor="m1.medium", **kw)
+                             master_host=emu.hub_address, hub_cidr=f"{emu.hub_address}/32",
+                             security_groups=[], head_flavor="m1.medium", **kw)
     return OpenStackProvisioner(cfg)
+
+
+def _stranger(emu, d):
+    """A server of someone else in the project (the stock ``default`` group), booted."""
+    import base64
+    import time
+
+    import openstack
+
+    cfg = openstack.config.OpenStackConfig(config_files=[str(d / "clouds.yaml")])
+    conn = openstack.connection.Connection(config=cfg.get_one(cloud="emulator"))
+    s = conn.compute.create_server(
+        name="stranger", flavor_id=conn.compute.find_flavor("m1.small").id,
+        image_id=conn.image.find_image("spark-worker-4.0").id,
+        networks=[{"uuid": conn.network.find_network("private").id}],
+        user_data=base64.b64encode(b"#cloud-config\n{}\n").decode())
+    conn.compute.wait_for_server(s, interval=0.2, wait=120)
+    vm = emu.model.get_server(s.id)
+    deadline = time.monotonic() + 60
+    while emu.backend.machine(vm) is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    m = emu.backend.machine(vm)
+    m.wait_booted(120)
+    return conn, s, m
 
 
 async def test_head_on_her_cluster_tls_job_no_jvm_on_the_hub_and_stop(cloud, tmp_path):
@@ -80,6 +105,7 @@ async def test_head_on_her_cluster_tls_job_no_jvm_on_the_hub_and_stop(cloud, tmp
     assert cfg.head_placement is None and prov.default_head_placement == "cluster"
     cluster = SparkCluster.new(cfg, prov, owner="alice", options=opts, run_dir=tmp_path / "alice",
                                emit=lambda p, m: events.append(m))
+    stranger_server = None
     try:
         state = await cluster.start()
         assert state["placement"] == "cluster"
@@ -129,8 +155,23 @@ async def test_head_on_her_cluster_tls_job_no_jvm_on_the_hub_and_stop(cloud, tmp
             cc.probe(c["url"], cc.read_token_file(c["token_file"]), ca_pem=other,
                      server_name=c["server_name"])
         assert cluster.state["master"]["webui_url"] == f"http://{head_ip}:8080"
+        # only the hub reaches her head's UIs and Connect; her workers reach its master and
+        # driver ports only; a stranger's server reaches nothing of hers
+        worker_ip = vms[cluster.worker_records[0].id].address
+        worker = emu.backend.machine(vms[cluster.worker_records[0].id])
+        ui = {8080: "master UI", 4040: "application UI", 15002: "Connect (TLS)", 7077: "master"}
+        assert {p: reach_from_here(head_ip, p) for p in ui} == {p: OPEN for p in ui}
+        assert {p: reach_from_machine(worker, head_ip, p) for p in ui} == \
+            {8080: DROPPED, 4040: DROPPED, 15002: DROPPED, 7077: OPEN}
+        stranger_conn, stranger_server, stranger = _stranger(emu, d)
+        assert {p: reach_from_machine(stranger, head_ip, p) for p in ui} == {p: DROPPED for p in ui}
+        assert reach_from_here(worker_ip, 8081) == OPEN            # her worker's UI, from the hub
+        assert reach_from_machine(stranger, worker_ip, 8081) == DROPPED
         machines = [emu.backend.machine(vms[r.id]) for r in cluster.records]
     finally:
+        if stranger_server is not None:
+            stranger_conn.compute.delete_server(stranger_server)
+            stranger_conn.compute.wait_for_delete(stranger_server, interval=0.2, wait=120)
         await cluster.stop()
         await prov.close()
     assert emu.model.list_servers() == []
