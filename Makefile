@@ -29,6 +29,7 @@ check-test-prereqs: check-java
 	{ [ -x /usr/sbin/debootstrap ] || command -v debootstrap >/dev/null 2>&1; } || missing="$$missing\n  debootstrap (the machine image): apt-get install debootstrap"; \
 	command -v systemd-nspawn >/dev/null 2>&1 || missing="$$missing\n  systemd-nspawn (the machine image): apt-get install systemd-container"; \
 	{ [ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null 2>&1; } || missing="$$missing\n  haproxy (the TLS tests run the head's real TLS terminator): apt-get install haproxy"; \
+	{ [ -x /usr/sbin/nft ] || command -v nft >/dev/null 2>&1; } || missing="$$missing\n  nft (the emulator enforces security groups on its tenant network): apt-get install nftables"; \
 	[ "$$(id -u)" = 0 ] || missing="$$missing\n  root: the multi-user tests run a hub as root with real system accounts (CI runs as root)"; \
 	if [ -n "$$missing" ]; then printf >&2 "error: make test needs what pip cannot install:$$missing\n(bash .ci/run installs them)\n"; exit 1; fi
 
