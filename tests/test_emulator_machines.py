@@ -22,7 +22,7 @@ import pytest
 from jupyter_spark_openstack.core.errors import ValidationError
 from jupyter_spark_openstack.core.provisioners import cloudconfig
 from jupyter_spark_openstack.core.spark import connect
-from tests._machines import needs_root_machines
+from tests._machines import container_emulator, machines_provisioner_config
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -78,18 +78,11 @@ def test_drivers_listen_where_remote_executors_call_back():
 def cloud(tmp_path_factory):
     """An emulator in container mode, a real master on the hub's tenant address with a secret,
     and the openstack provisioner pointed at both."""
-    needs_root_machines()
     from jupyter_spark_openstack.core.provisioners.openstack import OpenStackProvisioner
     from jupyter_spark_openstack.core.spark import daemons, ports
-    from jupyter_spark_openstack.testing.emulator import Emulator
-    from jupyter_spark_openstack.testing.emulator.helpers import provisioner_config
-    from tests._machines import built_image
 
-    built_image("booting machines needs root on Linux (systemd-nspawn, mount, cgroups)")
-    d = tmp_path_factory.mktemp("emulator-machines")
-    emu = Emulator(boot_delay=0.3, boot_backend="container", run_dir=d / "emu").start()
-    master = None
-    try:
+    with container_emulator(tmp_path_factory, "emulator-machines") as (emu, d):
+        net = emu.network
         hub = emu.hub_address
         port, webui = ports.free_ports(2, hub)
         secret = secrets.token_urlsafe(24)
@@ -97,19 +90,15 @@ def cloud(tmp_path_factory):
                                       properties={"spark.authenticate": "true",
                                                   "spark.authenticate.secret": secret,
                                                   "spark.network.crypto.enabled": "true"})
-        cfg = provisioner_config(emu, d / "clouds.yaml", master_host=hub,
-                                 hub_cidr=str(emu.network.network))
-        cfg["install"] = {"mode": "preinstalled", "spark_home": "/opt/spark"}
-        prov = OpenStackProvisioner(cfg)
-        yield {"emu": emu, "prov": prov, "hub": hub, "master_url": f"spark://{hub}:{port}",
-               "webui": f"http://{hub}:{webui}", "secret": secret, "clouds": cfg["clouds_yaml"]}
-        asyncio.run(prov.close())
-    finally:
-        if master:
+        try:
+            cfg = machines_provisioner_config(emu, d)
+            prov = OpenStackProvisioner(cfg)
+            yield {"emu": emu, "prov": prov, "hub": hub, "master_url": f"spark://{hub}:{port}",
+                   "webui": f"http://{hub}:{webui}", "secret": secret, "clouds": cfg["clouds_yaml"]}
+            asyncio.run(prov.close())
+        finally:
             daemons.stop_daemon(master)
-        net = emu.network
-        emu.stop()
-        assert net is not None and net.holder_pid is None or not os.path.exists(f"/proc/{net.holder_pid}/net")
+    assert net.holder_pid is None or not os.path.exists(f"/proc/{net.holder_pid}/net")
 
 
 def _spec(cloud, name: str, index: int):

@@ -21,7 +21,18 @@ from jupyter_spark_openstack.core.errors import ClusterError
 from jupyter_spark_openstack.core.options import OptionsSchema
 from jupyter_spark_openstack.core.spark import connect as cc
 from jupyter_spark_openstack.demo.hubprocess import processes_under
-from tests._machines import DROPPED, OPEN, java_pids_here, reach_from_here, reach_from_machine
+from tests._machines import (
+    DROPPED,
+    OPEN,
+    boot_server,
+    container_emulator,
+    delete_server,
+    java_pids_here,
+    machines_provisioner_config,
+    reach_from_here,
+    reach_from_machine,
+    sdk_connection,
+)
 
 pytestmark = [pytest.mark.spark, pytest.mark.timeout(900)]
 
@@ -45,53 +56,18 @@ JOB = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory):
-    from tests._machines import built_image, needs_root_machines
-
-    needs_root_machines()
-    built_image("booting machines needs root on Linux (systemd-nspawn, mount, cgroups)")
-    from jupyter_spark_openstack.testing.emulator import Emulator
-
-    d = tmp_path_factory.mktemp("head-machines")
-    emu = Emulator(boot_delay=0.3, boot_backend="container", run_dir=d / "emu").start()
-    try:
+    with container_emulator(tmp_path_factory, "head-machines") as (emu, d):
         yield emu, d
-    finally:
-        emu.stop()
 
 
 def _provisioner(emu, d, **kw):
     from jupyter_spark_openstack.core.provisioners.openstack import OpenStackProvisioner
-    from jupyter_spark_openstack.testing.emulator.helpers import provisioner_config
 
     # the hub's own address only, and no stock "default" group: her groups alone admit traffic
-    cfg = provisioner_config(emu, d / "clouds.yaml", retry_backoff=0.1, poll_interval=0.5,
-                             master_host=emu.hub_address, hub_cidr=f"{emu.hub_address}/32",
-                             security_groups=[], head_flavor="m1.medium", **kw)
-    return OpenStackProvisioner(cfg)
-
-
-def _stranger(emu, d):
-    """A server of someone else in the project (the stock ``default`` group), booted."""
-    import base64
-    import time
-
-    import openstack
-
-    cfg = openstack.config.OpenStackConfig(config_files=[str(d / "clouds.yaml")])
-    conn = openstack.connection.Connection(config=cfg.get_one(cloud="emulator"))
-    s = conn.compute.create_server(
-        name="stranger", flavor_id=conn.compute.find_flavor("m1.small").id,
-        image_id=conn.image.find_image("spark-worker-4.0").id,
-        networks=[{"uuid": conn.network.find_network("private").id}],
-        user_data=base64.b64encode(b"#cloud-config\n{}\n").decode())
-    conn.compute.wait_for_server(s, interval=0.2, wait=120)
-    vm = emu.model.get_server(s.id)
-    deadline = time.monotonic() + 60
-    while emu.backend.machine(vm) is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    m = emu.backend.machine(vm)
-    m.wait_booted(120)
-    return conn, s, m
+    return OpenStackProvisioner(machines_provisioner_config(
+        emu, d, hub_cidr=f"{emu.hub_address}/32", security_groups=[],
+        install={"mode": "preinstalled", "spark_home": "/opt/spark",
+                 "java_home": "/usr/lib/jvm/java-17-openjdk-amd64"}, **kw))
 
 
 async def test_head_on_her_cluster_tls_job_no_jvm_on_the_hub_and_stop(cloud, tmp_path):
@@ -163,15 +139,15 @@ async def test_head_on_her_cluster_tls_job_no_jvm_on_the_hub_and_stop(cloud, tmp
         assert {p: reach_from_here(head_ip, p) for p in ui} == {p: OPEN for p in ui}
         assert {p: reach_from_machine(worker, head_ip, p) for p in ui} == \
             {8080: DROPPED, 4040: DROPPED, 15002: DROPPED, 7077: OPEN}
-        stranger_conn, stranger_server, stranger = _stranger(emu, d)
+        stranger_conn = sdk_connection(emu, d)
+        stranger_server, stranger = boot_server(emu, stranger_conn, "stranger")
         assert {p: reach_from_machine(stranger, head_ip, p) for p in ui} == {p: DROPPED for p in ui}
         assert reach_from_here(worker_ip, 8081) == OPEN            # her worker's UI, from the hub
         assert reach_from_machine(stranger, worker_ip, 8081) == DROPPED
         machines = [emu.backend.machine(vms[r.id]) for r in cluster.records]
     finally:
         if stranger_server is not None:
-            stranger_conn.compute.delete_server(stranger_server)
-            stranger_conn.compute.wait_for_delete(stranger_server, interval=0.2, wait=120)
+            delete_server(stranger_conn, stranger_server)
         await cluster.stop()
         await prov.close()
     assert emu.model.list_servers() == []

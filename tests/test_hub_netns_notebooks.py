@@ -14,55 +14,27 @@ import time
 import psutil
 import pytest
 
-from jupyter_spark_openstack.demo.client import HubClient
-from jupyter_spark_openstack.demo.hubconfig import write_hub_config
-from jupyter_spark_openstack.demo.hubprocess import HubProcess, kill_processes, processes_under
+from tests._machines import container_emulator, hub_on, machines_provisioner_config
 
 pytestmark = [pytest.mark.hub, pytest.mark.spark, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory):
-    from tests._machines import built_image, needs_root_machines
-
-    needs_root_machines()
-    built_image("booting machines needs root on Linux (systemd-nspawn, mount, cgroups)")
-    from jupyter_spark_openstack.testing.emulator import Emulator
-    from jupyter_spark_openstack.testing.emulator.demo import DEMO_SIZES
-    from jupyter_spark_openstack.testing.emulator.helpers import provisioner_config
-
-    d = tmp_path_factory.mktemp("hub-netns")
-    emu = Emulator(boot_delay=0.3, boot_backend="container", run_dir=d / "emu").start()
-    hub = None
-    try:
-        cfg = provisioner_config(emu, d / "clouds.yaml", retry_backoff=0.1, poll_interval=0.5,
-                                 master_host=emu.hub_address, hub_cidr=str(emu.network.network),
-                                 head_flavor="m1.medium")
-        cfg["install"] = {"mode": "preinstalled", "spark_home": "/opt/spark"}
+    with container_emulator(tmp_path_factory, "hub-netns") as (emu, d):
         hub_dir = d / "hub"
-        extra = "\n".join([
-            f"c.SparkClusterMixin.worker_sizes = {DEMO_SIZES!r}",
-            f"c.SparkClusterMixin.master_host = {emu.hub_address!r}",
+        extra = [
             "c.JupyterHub.spawner_class = 'jupyter_spark_openstack.testing.netns_spawner.NetnsSpawner'",
             # the notebook servers reach the hub over the tenant network, as pods would
             f"c.JupyterHub.hub_ip = {emu.hub_address!r}",
             f"c.NetnsSpawner.tenant_holder_pid = {emu.network.holder_pid}",
             f"c.NetnsSpawner.tenant_cidr = {str(emu.network.network)!r}",
             f"c.NetnsSpawner.hidden_paths = [{str(hub_dir / 'clusters')!r}]",
-        ])
-        info = write_hub_config(hub_dir, provisioner="openstack", provisioner_config=cfg,
-                                extra=extra, spawner_overrides={"cluster_start_timeout": 300.0,
-                                                                "hub_id": "hubnetns"})
-        hub = HubProcess(info).start()
-        hub.client = HubClient(info["url"], info["api_token"])
-        yield hub, emu, d
-    finally:
-        if hub is not None:
-            hub.stop()
-        emu.stop()
-        left = processes_under(d)
-        kill_processes(left)
-        assert not left, f"processes left: {[p.cmdline()[:3] for p in left]}"
+        ]
+        # hub_cidr (the tenant network) admits her notebook server's address to her head
+        with hub_on(emu, hub_dir, machines_provisioner_config(emu, d), extra=extra,
+                    cluster_start_timeout=300.0, hub_id="hubnetns") as hub:
+            yield hub, emu, d
 
 
 def _notebook_server(hub_dir) -> psutil.Process:

@@ -10,54 +10,22 @@ worker brings it back; stop leaves no server, machine or process."""
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 import time
 
 import pytest
 
-from jupyter_spark_openstack.demo.client import HubClient
-from jupyter_spark_openstack.demo.hubconfig import write_hub_config
-from jupyter_spark_openstack.demo.hubprocess import HubProcess, kill_processes, processes_under
+from jupyter_spark_openstack.demo.hubprocess import processes_under
+from tests._machines import container_emulator, hub_on, machines_provisioner_config
 
 pytestmark = [pytest.mark.hub, pytest.mark.spark, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory):
-    if not sys.platform.startswith("linux") or os.geteuid() != 0:
-        pytest.skip("booting machines needs root on Linux (systemd-nspawn, mount, cgroups)")
-    if shutil.which("systemd-nspawn") is None:
-        pytest.skip("systemd-nspawn is missing (apt-get install systemd-container)")
-    from jupyter_spark_openstack.testing.emulator import Emulator
-    from jupyter_spark_openstack.testing.emulator.demo import DEMO_SIZES
-    from jupyter_spark_openstack.testing.emulator.helpers import provisioner_config
-    from tests._machines import built_image
-
-    built_image("booting machines needs root on Linux (systemd-nspawn, mount, cgroups)")
-    d = tmp_path_factory.mktemp("hub-openstack-machines")
-    emu = Emulator(boot_delay=0.5, boot_backend="container", run_dir=d / "emu").start()
-    hub = None
-    try:
-        cfg = provisioner_config(emu, d / "clouds.yaml", retry_backoff=0.1, poll_interval=0.5,
-                                 master_host=emu.hub_address, hub_cidr=str(emu.network.network),
-                                 head_flavor="m1.medium")
-        cfg["install"] = {"mode": "preinstalled", "spark_home": "/opt/spark"}
-        extra = "\n".join([f"c.SparkClusterMixin.worker_sizes = {DEMO_SIZES!r}",
-                           f"c.SparkClusterMixin.master_host = {emu.hub_address!r}"])
-        info = write_hub_config(d / "hub", provisioner="openstack", provisioner_config=cfg,
-                                extra=extra, spawner_overrides={"cluster_start_timeout": 240.0,
-                                                                "hub_id": "hubmachines"})
-        hub = HubProcess(info).start()
-        hub.client = HubClient(info["url"], info["api_token"])
+    with container_emulator(tmp_path_factory, "hub-openstack-machines", boot_delay=0.5) as (emu, d), \
+            hub_on(emu, d / "hub", machines_provisioner_config(emu, d),
+                   cluster_start_timeout=240.0, hub_id="hubmachines") as hub:
         yield hub, emu
-    finally:
-        if hub is not None:
-            hub.stop()
-        emu.stop()
-        left = processes_under(d)
-        kill_processes(left)
-        assert not left, f"processes left: {[p.cmdline()[:3] for p in left]}"
 
 
 def test_spawn_on_machines_job_reboot_and_stop(cloud, monkeypatch):

@@ -7,14 +7,13 @@ The ruleset itself (:func:`...firewall.ruleset`) is checked without root at the 
 
 from __future__ import annotations
 
-import base64
 import socket
 import time
 
 import pytest
 
 from jupyter_spark_openstack.testing.emulator.firewall import ruleset
-from tests._machines import DROPPED, OPEN, REFUSED, needs_root_machines
+from tests._machines import DROPPED, OPEN, REFUSED, boot_server, container_emulator, sdk_connection
 from tests._machines import reach_from_here as _from_hub
 from tests._machines import reach_from_machine as _from_machine
 
@@ -67,18 +66,8 @@ def test_the_ruleset_admits_what_the_groups_say_and_drops_the_rest():
 def cloud(tmp_path_factory):
     """Three machines: ``a`` and ``b`` in group ``her`` (Spark's ports from the group, 8080 from
     the hub's address only), ``c`` in group ``other``; listeners on ``a``."""
-    needs_root_machines()
-    import openstack
-
-    from jupyter_spark_openstack.testing.emulator import Emulator
-    from tests._machines import built_image
-
-    built_image("booting machines needs root on Linux (systemd-nspawn, mount, cgroups)")
-    d = tmp_path_factory.mktemp("sg-machines")
-    emu = Emulator(boot_delay=0.2, boot_backend="container", run_dir=d / "emu").start()
-    try:
-        cfg = openstack.config.OpenStackConfig(config_files=[emu.write_clouds_yaml(d / "clouds.yaml")])
-        conn = openstack.connection.Connection(config=cfg.get_one(cloud="emulator"))
+    with container_emulator(tmp_path_factory, "sg-machines", boot_delay=0.2) as (emu, d):
+        conn = sdk_connection(emu, d)
         net = conn.network
         her = net.create_security_group(name="her")
         other = net.create_security_group(name="other")
@@ -89,25 +78,11 @@ def cloud(tmp_path_factory):
         net.create_security_group_rule(security_group_id=her.id, direction="ingress",
                                        ether_type="IPv4", protocol="tcp", port_range_min=8080,
                                        port_range_max=8080, remote_ip_prefix=f"{emu.hub_address}/32")
-        flavor = conn.compute.find_flavor("m1.small").id
-        image = conn.image.find_image("spark-worker-4.0").id
-        network = conn.network.find_network("private").id
-        servers = {}
+        servers, machines, address = {}, {}, {}
         for name, group in (("a", her), ("b", her), ("c", other)):
-            servers[name] = conn.compute.create_server(
-                name=name, flavor_id=flavor, image_id=image, networks=[{"uuid": network}],
-                security_groups=[{"name": group.name}],
-                user_data=base64.b64encode(b"#cloud-config\n{}\n").decode())
-        machines, address = {}, {}
-        for name, s in servers.items():
-            s = conn.compute.wait_for_server(s, interval=0.2, wait=120)
-            vm = emu.model.get_server(s.id)
-            address[name] = vm.address
-            deadline = time.monotonic() + 60
-            while emu.backend.machine(vm) is None and time.monotonic() < deadline:
-                time.sleep(0.2)
-            machines[name] = emu.backend.machine(vm)
-            machines[name].wait_booted(120)
+            servers[name], machines[name] = boot_server(emu, conn, name,
+                                                        security_groups=[{"name": group.name}])
+            address[name] = emu.model.get_server(servers[name].id).address
         for port in (80, 8080, 9000):
             machines["a"].run(["systemd-run", f"--unit=listen-{port}", "python3", "-m",
                                "http.server", str(port)], check=True)
@@ -115,8 +90,6 @@ def cloud(tmp_path_factory):
             _wait_listening(machines["a"], port)
         yield {"emu": emu, "conn": conn, "her": her, "other": other, "m": machines,
                "ip": address, "servers": servers}
-    finally:
-        emu.stop()
 
 
 def _wait_listening(machine, port: int, timeout: float = 30) -> None:
