@@ -358,35 +358,45 @@ def unit_text(sections: list[tuple[str, list[tuple[str, str]]]]) -> str:
     return "\n".join(out)
 
 
+def service_unit(description: str, exec_start: list[str], *, env_files: tuple[str, ...],
+                 after: str = "network-online.target", user: str | None = SERVICE_USER,
+                 pre: str | None = f"+{HOSTS_SCRIPT}", working_dir: str | None = None) -> str:
+    """A long-running service of ours (a worker's, or a head's master, Connect server or TLS
+    terminator): its env files and then the machine's own (``LOCAL_ENV_FILE``: its address),
+    the hosts script before it starts (``pre``), restarted on failure, wanted by
+    ``multi-user.target``."""
+    service: list[tuple[str, str]] = [("Type", "simple")]
+    if user:
+        service.append(("User", user))
+    service += [("EnvironmentFile", f) for f in env_files]
+    service += [("EnvironmentFile", f"-{LOCAL_ENV_FILE}"), ("Environment", "SPARK_NO_DAEMONIZE=1")]
+    if pre:
+        service.append(("ExecStartPre", pre))
+    service.append(("StateDirectory", "spark-openstack"))
+    if working_dir:
+        service.append(("WorkingDirectory", working_dir))
+    service += [("ExecStart", " ".join(exec_start)), ("Restart", "on-failure"), ("RestartSec", "5")]
+    return unit_text([
+        ("Unit", [("Description", f"{description} (jupyter-spark-openstack)"),
+                  ("Wants", "network-online.target"), ("After", after)]),
+        ("Service", service),
+        ("Install", [("WantedBy", "multi-user.target")]),
+    ])
+
+
 def _unit_text(install: InstallConfig) -> str:
     """The worker's systemd unit."""
     spark_class = parse_abs_path("install.spark_home", install.spark_home) + "/bin/spark-class"
-    sections: list[tuple[str, list[tuple[str, str]]]] = [
-        ("Unit", [("Description", "Spark worker (jupyter-spark-openstack)"),
-                  ("Wants", "network-online.target"),
-                  ("After", "network-online.target")]),
-        ("Service", [("Type", "simple"),
-                     ("User", SERVICE_USER),
-                     ("EnvironmentFile", ENV_FILE),
-                     ("EnvironmentFile", f"-{LOCAL_ENV_FILE}"),
-                     ("Environment", "SPARK_NO_DAEMONIZE=1"),
-                     ("ExecStartPre", f"+{HOSTS_SCRIPT}"),
-                     ("StateDirectory", "spark-openstack"),
-                     ("ExecStart", " ".join([
-                         spark_class, "org.apache.spark.deploy.worker.Worker",
-                         "--host", "${SPARK_LOCAL_IP}",
-                         "--port", "${SPARK_WORKER_PORT}",
-                         "--webui-port", "${SPARK_WORKER_WEBUI_PORT}",
-                         "--cores", "${SPARK_WORKER_CORES}",
-                         "--memory", "${SPARK_WORKER_MEMORY}",
-                         "--work-dir", WORK_DIR,
-                         "--properties-file", PROPERTIES_FILE,
-                         "${SPARK_MASTER_URL}"])),
-                     ("Restart", "on-failure"),
-                     ("RestartSec", "5")]),
-        ("Install", [("WantedBy", "multi-user.target")]),
-    ]
-    return unit_text(sections)
+    return service_unit("Spark worker", [
+        spark_class, "org.apache.spark.deploy.worker.Worker",
+        "--host", "${SPARK_LOCAL_IP}",
+        "--port", "${SPARK_WORKER_PORT}",
+        "--webui-port", "${SPARK_WORKER_WEBUI_PORT}",
+        "--cores", "${SPARK_WORKER_CORES}",
+        "--memory", "${SPARK_WORKER_MEMORY}",
+        "--work-dir", WORK_DIR,
+        "--properties-file", PROPERTIES_FILE,
+        "${SPARK_MASTER_URL}"], env_files=(ENV_FILE,))
 
 
 def build_cloud_config(*, hostname: str, master_url: str, cores: int, memory: str,

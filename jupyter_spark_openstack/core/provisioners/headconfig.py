@@ -39,7 +39,6 @@ from .cloudconfig import (
     CONF_DIR,
     HOSTS_SCRIPT,
     HOSTS_SCRIPT_TEXT,
-    LOCAL_ENV_FILE,
     SERVICE_USER,
     Dumper,
     InstallConfig,
@@ -47,7 +46,7 @@ from .cloudconfig import (
     escape_property_value,
     parse_worker_spark_conf,
     properties_text,
-    unit_text,
+    service_unit,
 )
 
 HEAD_ENV_FILE = f"{CONF_DIR}/head.env"
@@ -102,23 +101,8 @@ HAPROXY_CONFIG_TEXT = haproxy_config()
 def _service(description: str, exec_start: list[str], *, after: str = "network-online.target",
              user: str | None = SERVICE_USER, env_files: tuple[str, ...] = (HEAD_ENV_FILE,),
              pre: str | None = f"+{HOSTS_SCRIPT}") -> str:
-    service: list[tuple[str, str]] = [("Type", "simple")]
-    if user:
-        service.append(("User", user))
-    service += [("EnvironmentFile", f) for f in env_files]
-    service.append(("EnvironmentFile", f"-{LOCAL_ENV_FILE}"))
-    service.append(("Environment", "SPARK_NO_DAEMONIZE=1"))
-    if pre:
-        service.append(("ExecStartPre", pre))
-    service += [("StateDirectory", "spark-openstack"), ("WorkingDirectory", HEAD_DIR),
-                ("ExecStart", " ".join(exec_start)), ("Restart", "on-failure"),
-                ("RestartSec", "5")]
-    return unit_text([
-        ("Unit", [("Description", f"{description} (jupyter-spark-openstack)"),
-                  ("Wants", "network-online.target"), ("After", after)]),
-        ("Service", service),
-        ("Install", [("WantedBy", "multi-user.target")]),
-    ])
+    return service_unit(description, exec_start, env_files=env_files, after=after, user=user,
+                        pre=pre, working_dir=HEAD_DIR)
 
 
 def build_head_cloud_config(*, hostname: str, secret: str | None, token: str, tls: ClusterTLS,
