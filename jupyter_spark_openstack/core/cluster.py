@@ -406,7 +406,7 @@ class SparkCluster:
         token = connect.generate_token()
         material = await asyncio.to_thread(tlsmod.make_cluster_tls, HEAD_TLS_NAME)
         if with_connect:
-            token_file = connect.write_token_file(self.run_dir / "connect.token", token)
+            token_file = connect.write_token_file(self.run_dir / connect.TOKEN_FILE_NAME, token)
             ca_file = safefs.write_file(self.run_dir / "connect-ca.pem", material.ca_pem, 0o644,
                                         replace=True)
             self._save(connect={"remote": True, "token_file": token_file, "ca_file": ca_file,
@@ -488,22 +488,15 @@ class SparkCluster:
         token = connect.read_token_file(rec["token_file"])
         ca = Path(rec["ca_file"]).read_bytes()
         deadline = t0 + max(60.0, self.config.start_timeout)
-        last = ""
-        while True:
-            try:
-                version = await asyncio.to_thread(connect.probe, rec["url"], token, 10.0,
-                                                  ca_pem=ca, server_name=rec["server_name"])
-                break
-            except (connect.ConnectAuthError, connect.ConnectTLSError):
-                raise
-            except connect.ConnectError as e:
-                last = str(e)
-            if time.monotonic() > deadline:
-                raise connect.ConnectError(f"her Spark Connect server on the head was not ready "
-                                           f"in time ({last})")
-            await asyncio.sleep(1.0)
-        warm = await asyncio.to_thread(connect.warm_up, rec["url"], token, max(
-            1.0, min(90.0, deadline - time.monotonic())), ca_pem=ca, server_name=rec["server_name"])
+        try:
+            version, warm = await asyncio.to_thread(
+                connect.wait_answering, rec["url"], token, max(1.0, deadline - time.monotonic()),
+                ca_pem=ca, server_name=rec["server_name"], interval=1.0)
+        except (connect.ConnectAuthError, connect.ConnectTLSError):
+            raise
+        except connect.ConnectError as e:
+            raise connect.ConnectError(f"her Spark Connect server on the head was not ready in "
+                                       f"time ({e})") from None
         self._save(connect={**rec, "spark_version": version, "warm_up_s": warm})
         self.emit(93, f"Spark Connect server ready on the head at {rec['url']} (TLS)")
 
@@ -527,6 +520,8 @@ class SparkCluster:
 
     async def _start_connect(self, secret: str | None) -> None:
         """Start the user's Spark Connect server now; it becomes ready while workers boot."""
+        from .spark import connect  # noqa: PLC0415
+
         self.emit(22, "Starting Spark Connect server")
         conf = {**self.connect_defaults(), **self.spark_conf, **self.config.connect_conf}
         loop = asyncio.get_running_loop()
@@ -540,7 +535,8 @@ class SparkCluster:
             asyncio.run_coroutine_threadsafe(save(connect=r), loop).result(timeout=60)
 
         rec = await asyncio.to_thread(
-            connectserver.start_server, self.run_dir / "connect", self.run_dir / "connect.token",
+            connectserver.start_server, self.run_dir / "connect",
+            self.run_dir / connect.TOKEN_FILE_NAME,
             master_url=self.master_url, host="127.0.0.1", driver_host=self.driver_host,
             driver_memory=self.config.connect_driver_memory,
             conf=conf, secret=secret,

@@ -177,7 +177,7 @@ class LocalCluster:
     # ---- Spark Connect -----------------------------------------------------------------
     @property
     def connect_token_file(self) -> Path:
-        return self.run_dir / "connect.token"
+        return self.run_dir / spark_connect.TOKEN_FILE_NAME
 
     def start_connect(self, *, token: str | None = None, secret: str | None = None,
                       driver_memory: object = None, conf=None, python: str | None = None,

@@ -25,14 +25,11 @@ import time
 from collections.abc import Mapping
 
 from ..core.kernelspec import (
-    ENV_CONNECT_CA_FILE,
-    ENV_CONNECT_TLS_NAME,
     ENV_CONNECT_TOKEN_FILE,
     ENV_CONNECT_URL,
 )
-from ..core.models import parse_connect_url
 from ..core.spark import connect as core_connect
-from ..core.spark.connect import ConnectError, ConnectUnreachableError
+from ..core.spark.connect import ConnectUnreachableError
 
 URL_ENV = ENV_CONNECT_URL
 TOKEN_FILE_ENV = ENV_CONNECT_TOKEN_FILE
@@ -86,32 +83,10 @@ def _say(log, msg: str) -> None:
 
 
 def resolve(env: Mapping[str, str]) -> tuple[str, str | None, dict]:
-    """``(client_url, token, tls)`` from the kernel's environment, validated; ``tls`` is
-    ``{"ca_pem", "server_name"}`` (the keywords of :func:`.core.spark.connect.channel_builder`)
-    when the kernelspec names the cluster's CA (a head on her cluster), else ``{}``.
-
-    Raises :class:`~jupyter_spark_openstack.core.errors.ValidationError` for a bad URL or CA
-    file and :class:`ConnectError` for a refused host or an unreadable token file."""
-    from ..core.tls import read_ca_file  # noqa: PLC0415
-
-    url = parse_connect_url(URL_ENV, env.get(URL_ENV))
-    host, port = core_connect._host_port(url)
-    token_file = env.get(TOKEN_FILE_ENV)
-    if token_file:
-        token = core_connect.read_token_file(token_file)
-    else:
-        token = env.get(TOKEN_ENV) or None
-    ca_file = env.get(ENV_CONNECT_CA_FILE)
-    if ca_file:
-        tls = {"ca_pem": read_ca_file(ca_file), "server_name": env.get(ENV_CONNECT_TLS_NAME) or None}
-        return f"sc://{host}:{port}", token, tls
-    if host in ("127.0.0.1", "localhost", "[::1]", "::1"):
-        host = core_connect.CLIENT_HOST
-    elif token:
-        raise ConnectError(
-            f"{URL_ENV}={url}: a Spark Connect server on another host needs TLS: the kernelspec "
-            f"names no CA ({ENV_CONNECT_CA_FILE}); restart your server from the hub")
-    return f"sc://{host}:{port}", token, {}
+    """``(client_url, token, tls)`` from the kernel's environment:
+    :func:`.core.spark.connect.resolve_kernel_env` (the one reader of a Connect kernelspec's
+    environment, which the doctor uses too)."""
+    return core_connect.resolve_kernel_env(env)
 
 
 def create_session(env: Mapping[str, str] | None = None, app_name: str | None = None, log=None):

@@ -51,6 +51,8 @@ from .ports import connect_url, free_port, port_open
 
 CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 TOKEN_ENV = "SPARK_CONNECT_AUTHENTICATE_TOKEN"
+#: the Connect token's file (0600) in a cluster's run directory, the hub's and `cluster start`'s
+TOKEN_FILE_NAME = "connect.token"
 DEFAULT_DRIVER_MEMORY = "1g"
 # The only host name the PySpark client reaches over plain (local) credentials with a token.
 CLIENT_HOST = "localhost"
@@ -446,37 +448,63 @@ def warm_up(url: str, token: str | None, timeout: float = 60.0, *, ca_pem: bytes
         channel.close()
 
 
+def wait_answering(url: str, token: str | None, timeout: float, *, ca_pem: bytes | None = None,
+                   server_name: str | None = None, alive=None, warm: bool = True,
+                   interval: float = 0.25) -> tuple[str, float | None]:
+    """Wait until the Connect server at ``url`` answers a real RPC with ``token`` (over TLS
+    with ``ca_pem``/``server_name``); returns ``(Spark's version, warm-up seconds)``. With
+    ``warm`` (default) it then runs :func:`warm_up` within what is left of ``timeout`` (at most
+    90 s), so the first kernel's first job does not pay for executor start-up (None if not
+    warmed). ``alive()``, if given, is asked before each try: a message means the server is gone
+    (:class:`ConnectError` with it). A refused token or a certificate not of the CA raise at
+    once; anything else is retried every ``interval`` seconds until ``timeout``
+    (:class:`ConnectError` with the last reason)."""
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    while True:
+        gone = alive() if alive is not None else None
+        if gone:
+            raise ConnectError(gone)
+        try:
+            version = probe(url, token, timeout=max(1.0, min(10.0, deadline - time.monotonic())),
+                            ca_pem=ca_pem, server_name=server_name)
+            break
+        except (ConnectAuthError, ConnectTLSError):
+            raise
+        except ConnectError as e:
+            last = str(e)
+        if time.monotonic() > deadline:
+            raise ConnectError(f"the Spark Connect server at {url} was not ready within "
+                               f"{timeout:.0f}s ({last})")
+        time.sleep(interval)
+    warmed = warm_up(url, token, timeout=max(1.0, min(90.0, deadline - time.monotonic())),
+                     ca_pem=ca_pem, server_name=server_name) if warm else None
+    return version, warmed
+
+
 def wait_connect_ready(rec: dict, token: str, timeout: float = 120.0, *,
                        warm: bool = True) -> str:
-    """Wait until the server accepts connections on its port and answers a real RPC with
-    ``token``; returns Spark's version. With ``warm`` (default) it then runs :func:`warm_up`
-    within what is left of ``timeout`` (at most 90 s), so the first kernel's first job does not
-    pay for executor start-up. Raises :class:`ConnectError` (with the log's tail) if the
-    process dies or the deadline passes before the server answers."""
-    deadline = time.monotonic() + timeout
-    last = "not started"
-    while time.monotonic() < deadline:
-        if not daemons.is_running(rec):
-            how = daemons.exit_status(rec)
-            raise ConnectError(f"the Spark Connect server exited during start-up"
-                               f"{f' ({how})' if how else ''}\n{_log_tail(rec)}")
-        if port_open(rec["host"], rec["port"], timeout=0.5):
-            try:
-                version = probe(rec["url"], token, timeout=max(1.0, min(10.0, deadline - time.monotonic())))
-            except ConnectAuthError:
-                raise
-            except ConnectError as e:
-                last = str(e)
-            else:
-                if warm:
-                    rec["warm_up_s"] = warm_up(rec["url"], token, timeout=max(
-                        1.0, min(90.0, deadline - time.monotonic())))
-                return version
-        else:
-            last = f"port {rec['port']} not open yet"
-        time.sleep(0.25)
-    raise ConnectError(f"the Spark Connect server on port {rec['port']} was not ready within "
-                       f"{timeout:.0f}s ({last})\n{_log_tail(rec)}")
+    """:func:`wait_answering` for the local server process ``rec`` (its exit ends the wait);
+    returns Spark's version and records the warm-up's seconds in ``rec["warm_up_s"]``. Raises
+    :class:`ConnectError` with the log's tail if the process dies or the deadline passes."""
+    def alive() -> str | None:
+        if daemons.is_running(rec):
+            return None
+        how = daemons.exit_status(rec)
+        return (f"the Spark Connect server exited during start-up"
+                f"{f' ({how})' if how else ''}\n{_log_tail(rec)}")
+
+    try:
+        version, warmed = wait_answering(rec["url"], token, timeout, alive=alive, warm=warm)
+    except (ConnectAuthError, ConnectTLSError):
+        raise
+    except ConnectError as e:
+        if "exited during start-up" in str(e):
+            raise
+        raise ConnectError(f"{e}\n{_log_tail(rec)}") from None
+    if warm:
+        rec["warm_up_s"] = warmed
+    return version
 
 
 def _log_tail(rec: dict, lines: int = 15) -> str:
@@ -634,39 +662,63 @@ def check_connect_executors(url: str, token: str | None, kernel_python: str | No
              f"pyspark {ex['pyspark']}, pyarrow {ex['pyarrow']}")}
 
 
-def doctor_checks(name: str, env: Mapping[str, str], kernel_python: str | None = None,
-                  timeout: float = 5.0, udf_timeout: float = 90.0) -> list[dict]:
-    """Doctor checks for one Connect kernelspec (its ``env``): the server answers and accepts
-    the token, and Python UDFs run with matching versions. Each item has the fields of
-    :class:`jupyter_spark_openstack.core.doctor.Check`: ``name``, ``status`` (ok/fail),
-    ``message``, ``fix``."""
+def resolve_kernel_env(env: Mapping[str, str]) -> tuple[str, str | None, dict]:
+    """``(client_url, token, tls)`` from a Connect kernel's environment (what its kernelspec
+    sets), validated; ``tls`` is ``{"ca_pem", "server_name"}`` (the keywords of
+    :func:`channel_builder`) when it names the cluster's CA (a head on her cluster), else
+    ``{}``; a loopback server is reached as ``localhost`` (:func:`client_url`). The kernel
+    (:func:`...kernel.connect.resolve`) and :func:`doctor_checks` both read it here.
+
+    Raises :class:`ValidationError` for a bad URL or CA file and :class:`ConnectError` for an
+    unreadable token file or a token for another host without TLS."""
     from ..kernelspec import (  # noqa: PLC0415
         ENV_CONNECT_CA_FILE,
         ENV_CONNECT_TLS_NAME,
         ENV_CONNECT_TOKEN_FILE,
         ENV_CONNECT_URL,
     )
+    from ..models import parse_connect_url  # noqa: PLC0415
+    from ..tls import read_ca_file  # noqa: PLC0415
 
-    url = env.get(ENV_CONNECT_URL)
-    if not url:
-        return []
+    url = parse_connect_url(ENV_CONNECT_URL, env.get(ENV_CONNECT_URL))
     host, port = _host_port(url)
-    ca_file, tls_name = env.get(ENV_CONNECT_CA_FILE) or None, env.get(ENV_CONNECT_TLS_NAME) or None
-    if not ca_file:
-        url = client_url(port) if host in LOOPBACK_HOSTS else url
+    token_file = env.get(ENV_CONNECT_TOKEN_FILE)
+    token = read_token_file(token_file) if token_file else (env.get(TOKEN_ENV) or None)
+    ca_file = env.get(ENV_CONNECT_CA_FILE)
+    if ca_file:
+        tls = {"ca_pem": read_ca_file(ca_file), "server_name": env.get(ENV_CONNECT_TLS_NAME) or None}
+        return connect_url(host, port), token, tls
+    if host in (*LOOPBACK_HOSTS, "[::1]", "::1"):
+        return client_url(port), token, {}
+    if token:
+        raise ConnectError(
+            f"{ENV_CONNECT_URL}={url}: a Spark Connect server on another host needs TLS: the "
+            f"kernelspec names no CA ({ENV_CONNECT_CA_FILE}); restart your server from the hub")
+    return connect_url(host, port), token, {}
+
+
+def doctor_checks(name: str, env: Mapping[str, str], kernel_python: str | None = None,
+                  timeout: float = 5.0, udf_timeout: float = 90.0) -> list[dict]:
+    """Doctor checks for one Connect kernelspec (its ``env``): the server answers and accepts
+    the token, and Python UDFs run with matching versions. Each item has the fields of
+    :class:`jupyter_spark_openstack.core.doctor.Check`: ``name``, ``status`` (ok/fail),
+    ``message``, ``fix``."""
+    from ..kernelspec import ENV_CONNECT_CA_FILE, ENV_CONNECT_URL  # noqa: PLC0415
+
+    if not env.get(ENV_CONNECT_URL):
+        return []
+    ca_file = env.get(ENV_CONNECT_CA_FILE) or None
     try:
-        token = read_token_file(env[ENV_CONNECT_TOKEN_FILE]) if env.get(ENV_CONNECT_TOKEN_FILE) \
-            else env.get(TOKEN_ENV)
+        url, token, tls = resolve_kernel_env(env)
+    except ValidationError as e:
+        fix = ("restart your server from the hub (it writes the CA file anew)"
+               if e.field == "connect CA file" else "restart your server from the hub")
+        return [{"name": f"kernelspec:{name}:connect", "status": "fail", "message": str(e), "fix": fix}]
     except ConnectError as e:
         return [{"name": f"kernelspec:{name}:connect", "status": "fail", "message": str(e),
                  "fix": "restart your server from the hub, or reinstall the kernelspec with "
                         "--connect-token-file pointing at the cluster's connect.token"}]
-    try:
-        ca_pem = Path(ca_file).read_bytes() if ca_file else None
-    except OSError as e:
-        return [{"name": f"kernelspec:{name}:connect", "status": "fail",
-                 "message": f"cannot read the cluster CA file {ca_file}: {e.strerror or e}",
-                 "fix": "restart your server from the hub (it writes the CA file anew)"}]
+    ca_pem, tls_name = tls.get("ca_pem"), tls.get("server_name")
     c = check_connect(url, token, timeout=timeout, ca_pem=ca_pem, server_name=tls_name)
     if not c["ok"]:
         fix = {"connect-auth-failed": "the token is not this server's: reinstall the kernelspec "
