@@ -119,6 +119,21 @@ def test_kernel_resolves_localhost_and_refuses_remote_hosts(tmp_path):
     with pytest.raises(ValidationError, match=kc.URL_ENV):
         kc.resolve({kc.URL_ENV: "sc://localhost:15002/;token=abc"})
     assert kc.resolve({kc.URL_ENV: "sc://localhost:1", kc.TOKEN_ENV: "envtok"})[1] == "envtok"
+    # with the cluster's CA: TLS to the head as named; a file that holds no certificate is refused
+    from jupyter_spark_openstack.core.kernelspec import ENV_CONNECT_CA_FILE, ENV_CONNECT_TLS_NAME
+    from jupyter_spark_openstack.core.tls import make_cluster_tls
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text(make_cluster_tls("head.example").ca_pem)
+    head = {kc.URL_ENV: "sc://10.87.0.11:15002", kc.TOKEN_FILE_ENV: tf,
+            ENV_CONNECT_CA_FILE: str(ca), ENV_CONNECT_TLS_NAME: "head.example"}
+    assert kc.resolve(head) == ("sc://10.87.0.11:15002", "abc",
+                                {"ca_pem": ca.read_bytes(), "server_name": "head.example"})
+    ca.write_text("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    with pytest.raises(ValidationError, match="connect CA file.*PEM file of X.509 certificates"):
+        kc.resolve(head)
+    with pytest.raises(ValidationError, match="connect CA file.*readable"):
+        kc.resolve({**head, ENV_CONNECT_CA_FILE: str(tmp_path / "missing.pem")})
 
 
 def test_unreachable_server_fails_fast():

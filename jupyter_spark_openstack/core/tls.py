@@ -112,15 +112,20 @@ def make_cluster_tls(server_name: str, *, valid_days: int = DEFAULT_VALID_DAYS) 
                                          serialization.NoEncryption()).decode())
 
 
-def read_ca_file(path: str) -> bytes:
-    """The PEM bytes of a CA file; :class:`ValidationError` when it is not a certificate."""
-    from cryptography import x509  # noqa: PLC0415
+_PEM_CERT_RE = re.compile(rb"-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----")
 
+
+def read_ca_file(path: str) -> bytes:
+    """The PEM bytes of a CA file; :class:`ValidationError` when it holds no PEM certificate.
+    Only the armor and base64 body are checked here, not the DER inside: this is on every
+    Connect kernel's start, where importing ``cryptography`` costs more than the rest of the
+    check, and the TLS handshake verifies the certificate anyway (a CA that is not the
+    head's is :class:`...spark.connect.ConnectTLSError` there)."""
     try:
-        data = open(path, "rb").read()
-        x509.load_pem_x509_certificates(data)
+        with open(path, "rb") as f:
+            data = f.read(1 << 20)
     except OSError as e:
         raise ValidationError("connect CA file", path, f"a readable PEM file ({e.strerror or e})") from None
-    except ValueError:
-        raise ValidationError("connect CA file", path, "a PEM file of X.509 certificates") from None
+    if not _PEM_CERT_RE.search(data):
+        raise ValidationError("connect CA file", path, "a PEM file of X.509 certificates")
     return data
