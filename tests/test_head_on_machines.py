@@ -102,6 +102,14 @@ async def test_head_on_her_cluster_tls_job_no_jvm_on_the_hub_and_stop(cloud, tmp
         for unit in ("spark-openstack-master.service", "spark-openstack-connect.service",
                      "spark-openstack-tls.service"):
             assert head.run(["systemctl", "is-active", unit]).stdout.strip() == "active", unit
+        # her master and workers are daemons: the hub's daemon JVM settings, from their units
+        from jupyter_spark_openstack.core.spark.daemons import DAEMON_JAVA_OPTS, DAEMON_MEMORY
+
+        for m, cls in [(head, "deploy.master.Master")] + [
+                (emu.backend.machine(vms[r.id]), "deploy.worker.Worker") for r in cluster.worker_records]:
+            jvm = [a for a in m.run(["ps", "-eo", "args"]).stdout.splitlines() if cls in a]
+            assert len(jvm) == 1 and f"-Xmx{DAEMON_MEMORY}" in jvm[0].split() and \
+                all(o in jvm[0].split() for o in DAEMON_JAVA_OPTS.split()), jvm
         # the Connect server itself listens on the head's loopback only; TLS is on 15002
         listening = [line.split()[3] for line in head.run(["ss", "-Hltn"]).stdout.splitlines()]
         on_15003 = [a for a in listening if a.endswith(":15003")]

@@ -51,7 +51,7 @@ from ..models import (
     parse_safe_token,
     parse_sha512,
 )
-from ..spark import ports
+from ..spark import daemons, ports
 
 CONF_DIR = "/etc/spark-openstack"
 ENV_FILE = f"{CONF_DIR}/worker.env"
@@ -360,16 +360,21 @@ def unit_text(sections: list[tuple[str, list[tuple[str, str]]]]) -> str:
 
 def service_unit(description: str, exec_start: list[str], *, env_files: tuple[str, ...],
                  after: str = "network-online.target", user: str | None = SERVICE_USER,
-                 pre: str | None = f"+{HOSTS_SCRIPT}", working_dir: str | None = None) -> str:
+                 pre: str | None = f"+{HOSTS_SCRIPT}", working_dir: str | None = None,
+                 environment: Mapping[str, str] | None = None) -> str:
     """A long-running service of ours (a worker's, or a head's master, Connect server or TLS
     terminator): its env files and then the machine's own (``LOCAL_ENV_FILE``: its address),
-    the hosts script before it starts (``pre``), restarted on failure, wanted by
-    ``multi-user.target``."""
+    ``environment`` (fixed values of ours, quoted: they may hold spaces), the hosts script
+    before it starts (``pre``), restarted on failure, wanted by ``multi-user.target``."""
     service: list[tuple[str, str]] = [("Type", "simple")]
     if user:
         service.append(("User", user))
     service += [("EnvironmentFile", f) for f in env_files]
     service += [("EnvironmentFile", f"-{LOCAL_ENV_FILE}"), ("Environment", "SPARK_NO_DAEMONIZE=1")]
+    for k, v in (environment or {}).items():
+        if not k.isidentifier() or any(c in v for c in '"\\$%'):
+            raise ValidationError(f"unit.Environment.{k}", v, "a value without quotes, '\\', '$' or '%'")
+        service.append(("Environment", f'"{k}={v}"'))
     if pre:
         service.append(("ExecStartPre", pre))
     service.append(("StateDirectory", "spark-openstack"))
@@ -396,7 +401,7 @@ def _unit_text(install: InstallConfig) -> str:
         "--memory", "${SPARK_WORKER_MEMORY}",
         "--work-dir", WORK_DIR,
         "--properties-file", PROPERTIES_FILE,
-        "${SPARK_MASTER_URL}"], env_files=(ENV_FILE,))
+        "${SPARK_MASTER_URL}"], env_files=(ENV_FILE,), environment=daemons.DAEMON_ENV)
 
 
 def build_cloud_config(*, hostname: str, master_url: str, cores: int, memory: str,

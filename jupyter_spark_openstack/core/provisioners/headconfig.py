@@ -33,7 +33,7 @@ import yaml
 
 from ..errors import ValidationError
 from ..models import parse_abs_path, parse_memory, parse_os_name, parse_safe_token
-from ..spark import ports
+from ..spark import daemons, ports
 from ..tls import ClusterTLS
 from .cloudconfig import (
     CONF_DIR,
@@ -100,9 +100,9 @@ HAPROXY_CONFIG_TEXT = haproxy_config()
 
 def _service(description: str, exec_start: list[str], *, after: str = "network-online.target",
              user: str | None = SERVICE_USER, env_files: tuple[str, ...] = (HEAD_ENV_FILE,),
-             pre: str | None = f"+{HOSTS_SCRIPT}") -> str:
+             pre: str | None = f"+{HOSTS_SCRIPT}", environment: Mapping[str, str] | None = None) -> str:
     return service_unit(description, exec_start, env_files=env_files, after=after, user=user,
-                        pre=pre, working_dir=HEAD_DIR)
+                        pre=pre, working_dir=HEAD_DIR, environment=environment)
 
 
 def build_head_cloud_config(*, hostname: str, secret: str | None, token: str, tls: ClusterTLS,
@@ -157,7 +157,8 @@ def build_head_cloud_config(*, hostname: str, secret: str | None, token: str, tl
     master = _service("Spark master", [
         f"{spark_home}/bin/spark-class", "org.apache.spark.deploy.master.Master",
         "--host", "${SPARK_LOCAL_IP}", "--port", "${SPARK_MASTER_PORT}",
-        "--webui-port", "${SPARK_MASTER_WEBUI_PORT}", "--properties-file", MASTER_PROPERTIES_FILE])
+        "--webui-port", "${SPARK_MASTER_WEBUI_PORT}", "--properties-file", MASTER_PROPERTIES_FILE],
+        environment=daemons.DAEMON_ENV)
     connect_unit = _service("Spark Connect server", [
         f"{spark_home}/bin/spark-submit", "--class", CONNECT_SERVER_CLASS,
         "--master", "spark://${SPARK_LOCAL_IP}:${SPARK_MASTER_PORT}",

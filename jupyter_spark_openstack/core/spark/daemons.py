@@ -35,6 +35,8 @@ MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
 DAEMON_MEMORY = "512m"
 DAEMON_JAVA_OPTS = "-XX:+UseSerialGC -XX:TieredStopAtLevel=1"
+#: the same for a master's or worker's systemd unit on a machine (spark-class reads them)
+DAEMON_ENV = {"SPARK_DAEMON_MEMORY": DAEMON_MEMORY, "SPARK_DAEMON_JAVA_OPTS": DAEMON_JAVA_OPTS}
 SETPRIV = "/usr/bin/setpriv"
 
 #: Spark properties every daemon of a user's cluster runs with: no "kill" links or POSTs in
@@ -127,8 +129,7 @@ def daemon_env(host: str, conf_dir: str, extra: dict[str, str] | None = None,
         "SPARK_LOCAL_IP": ui_host or host,   # bind to an explicit interface, never guess
         "SPARK_LOCAL_HOSTNAME": host,
         "SPARK_CONF_DIR": conf_dir,          # isolate from any global spark-defaults.conf
-        "SPARK_DAEMON_MEMORY": DAEMON_MEMORY,
-        "SPARK_DAEMON_JAVA_OPTS": DAEMON_JAVA_OPTS,
+        **DAEMON_ENV,
         "SPARK_NO_DAEMONIZE": "1",
     })
     if user is not None and user.work_dir:
