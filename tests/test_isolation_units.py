@@ -343,3 +343,28 @@ def test_cluster_state_is_versioned_old_ones_migrate_newer_ones_are_refused(tmp_
     assert asyncio.run(stop_orphan_clusters(base, ClusterConfig(hub_id="h", base_dir=str(base)),
                                             prov, set(), grace=0, logger=Log())) == []
     assert any("cluster state version 3 is not allowed" in m for m in logs), logs
+
+
+def test_the_notebook_servers_port_is_outside_the_range_port_0_binds_take():
+    """CI saw a notebook server fail with "port ... is already in use": JupyterHub's
+    random_port() is an ephemeral port, and a JVM binding port 0 took it first."""
+    import socket
+
+    from jupyter_spark_openstack.core.spark import ports
+
+    lo, hi = ports.ephemeral_range()
+    held = []
+    try:
+        for _ in range(20):
+            p = ports.free_port_outside_ephemeral("127.0.0.1")
+            assert 1024 <= p < lo, (p, lo, hi)
+            s = socket.socket()
+            s.bind(("127.0.0.1", p))      # free when returned
+            held.append(s)
+            z = socket.socket()
+            z.bind(("127.0.0.1", 0))      # what a JVM's port-0 bind gets
+            assert lo <= z.getsockname()[1] <= hi
+            z.close()
+    finally:
+        for s in held:
+            s.close()

@@ -24,7 +24,7 @@ from ..core.kernelspec import ENV_CONNECT_URL, ENV_MASTER_URL, ENV_WEBUI_URL
 from ..core.models import parse_conf, parse_memory
 from ..core.options import DEFAULT_SIZES, ClusterOptions, Limits, OptionsSchema
 from ..core.provisioners import load_provisioner_class
-from ..core.spark import uiguard
+from ..core.spark import ports, uiguard
 from ..core.spark.daemons import DaemonUser
 from ..core.spark.home import is_spark_home
 from .hubstate import HubState, Usage
@@ -581,6 +581,10 @@ class SparkClusterMixin(LoggingConfigurable):
                 await self._cluster.start()
                 self._prepare_user_files(options)
                 self._emit(95, "Starting notebook server")
+                if self.port == 0:
+                    # JupyterHub's random_port() is an ephemeral port, which her JVMs' own
+                    # port-0 binds can take before the notebook server binds it
+                    self.port = ports.free_port_outside_ephemeral()
                 result = await super().start()
             except BaseException as e:
                 await self._cleanup_failed_start()

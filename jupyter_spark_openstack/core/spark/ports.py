@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 from contextlib import closing
 
@@ -52,6 +53,35 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
     finally:
         for s in socks:
             s.close()
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for ports bound to 0 (``ip_local_port_range``), or Linux's default."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_port_outside_ephemeral(host: str = "", low: int = 20000, tries: int = 64) -> int:
+    """A free TCP port below the ephemeral range (from ``low``), for a server whose port is
+    chosen before it binds (a notebook server): a JVM or anything else that binds port 0 gets
+    an ephemeral port and so can never take it in between, as it can take one that
+    :func:`free_port` found. Falls back to :func:`free_port` if none is free."""
+    lo, _ = ephemeral_range()
+    top = lo - 1
+    low = min(low, max(1024, top - 1000))
+    for _ in range(tries):
+        port = random.randint(low, top)
+        with closing(socket.socket()) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    return free_port(host or "127.0.0.1")
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
