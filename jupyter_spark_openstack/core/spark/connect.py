@@ -90,6 +90,10 @@ class ConnectTLSError(ConnectError):
     trusts (a wrong or stale CA file), or it names another host."""
 
 
+class ConnectServerExited(ConnectError):
+    """The Connect server process ended while :func:`wait_answering` waited for it."""
+
+
 _TLS_BUILDER = None
 
 
@@ -456,7 +460,7 @@ def wait_answering(url: str, token: str | None, timeout: float, *, ca_pem: bytes
     ``warm`` (default) it then runs :func:`warm_up` within what is left of ``timeout`` (at most
     90 s), so the first kernel's first job does not pay for executor start-up (None if not
     warmed). ``alive()``, if given, is asked before each try: a message means the server is gone
-    (:class:`ConnectError` with it). A refused token or a certificate not of the CA raise at
+    (:class:`ConnectServerExited` with it). A refused token or a certificate not of the CA raise at
     once; anything else is retried every ``interval`` seconds until ``timeout``
     (:class:`ConnectError` with the last reason)."""
     deadline = time.monotonic() + timeout
@@ -464,7 +468,7 @@ def wait_answering(url: str, token: str | None, timeout: float, *, ca_pem: bytes
     while True:
         gone = alive() if alive is not None else None
         if gone:
-            raise ConnectError(gone)
+            raise ConnectServerExited(gone)
         try:
             version = probe(url, token, timeout=max(1.0, min(10.0, deadline - time.monotonic())),
                             ca_pem=ca_pem, server_name=server_name)
@@ -496,11 +500,9 @@ def wait_connect_ready(rec: dict, token: str, timeout: float = 120.0, *,
 
     try:
         version, warmed = wait_answering(rec["url"], token, timeout, alive=alive, warm=warm)
-    except (ConnectAuthError, ConnectTLSError):
+    except (ConnectAuthError, ConnectTLSError, ConnectServerExited):
         raise
-    except ConnectError as e:
-        if "exited during start-up" in str(e):
-            raise
+    except ConnectError as e:   # the deadline passed: its log says why
         raise ConnectError(f"{e}\n{_log_tail(rec)}") from None
     if warm:
         rec["warm_up_s"] = warmed

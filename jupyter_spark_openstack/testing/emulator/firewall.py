@@ -111,14 +111,13 @@ class SecurityGroupFirewall:
 
     def __init__(self, netns_path: Callable[[], str],
                  snapshot: Callable[[], tuple[list[tuple[str, list[str]]], list[dict]]]):
-        if shutil.which(NFT) is None and not shutil.which(NFT, path="/usr/sbin:/sbin"):
+        self._nft = shutil.which(NFT) or shutil.which(NFT, path="/usr/sbin:/sbin")
+        if self._nft is None:
             raise FirewallError("nft not found: the emulator enforces security groups on the "
                                 "tenant network with nftables (apt-get install nftables)")
-        self._nft = shutil.which(NFT) or shutil.which(NFT, path="/usr/sbin:/sbin")
         self._netns_path = netns_path
         self._snapshot = snapshot
         self._lock = threading.Lock()
-        self.applied: str | None = None   # the last script applied
 
     def apply(self) -> str:
         """Rebuild the table from the model now; the script applied."""
@@ -128,7 +127,6 @@ class SecurityGroupFirewall:
                                  input=script, capture_output=True, text=True, timeout=30)
             if res.returncode != 0:
                 raise FirewallError(f"nft refused the security-group ruleset: {res.stderr.strip()}\n{script}")
-            self.applied = script
             return script
 
     def listing(self) -> str:
