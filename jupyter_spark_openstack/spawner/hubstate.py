@@ -7,6 +7,9 @@ them lives here, in one object, instead of in class attributes of the spawner:
 * the usage ledger: which cluster holds what (per-user limits are summed over a user's
   servers, ``max_workers_total`` over the hub);
 * the spawners alive in this process (for the reconciler's "who owns what");
+* the background deletions of dead servers' clusters, by server key: JupyterHub drops a
+  stopped server's spawner object and makes a new one for her next start, which must wait
+  for the deletion the old one began (both act on the same run directory);
 * the start gate: how many per-user masters start at once on this host
   (:attr:`ClusterConfig.start_gate`, ``master_start_slots``);
 * the reconciler loop (:meth:`Reconciler.run_forever`, with its backoff), which also stops
@@ -58,6 +61,8 @@ class HubState:
         self.stop_backoff: dict[str, tuple[int, float]] = {}
         #: master_start_slots -> the semaphore of that many slots (see :meth:`start_gate`)
         self.start_gates: dict[int, asyncio.Semaphore] = {}
+        #: server key -> (cluster id, the task deleting that cluster in the background)
+        self.deletions: dict[str, tuple[str, asyncio.Task]] = {}
 
     # ---- provisioners -------------------------------------------------------------------
     def provisioner(self, name: str, config: dict, log):
@@ -89,13 +94,14 @@ class HubState:
 
     # ---- who owns what -------------------------------------------------------------------
     def known_clusters(self) -> set[str]:
-        """Cluster ids of every running or pending server of this process: nobody else's
-        cluster is touched by the reconciler."""
+        """Cluster ids of every running or pending server of this process, and of every
+        cluster a spawner is deleting: nobody else's cluster is touched by the reconciler."""
         known = set()
         for sp in list(self.spawners):
             if getattr(sp, "user", None) is not None and (sp.active or sp.pending
                                                           or getattr(sp, "_starting", False)):
                 known.add(sp.cluster_id)
+        known.update(cid for cid, task in self.deletions.values() if not task.done())
         return known
 
     # ---- the reconciler ---------------------------------------------------------------------

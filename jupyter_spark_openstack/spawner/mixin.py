@@ -190,7 +190,16 @@ class SparkClusterMixin(LoggingConfigurable):
     _stopping = False
     _starting = False
     #: the deletion of a cluster whose notebook server died (see :meth:`poll`), while it runs
-    _deleting: asyncio.Task | None = None
+    @property
+    def _deleting(self) -> asyncio.Task | None:
+        """The background deletion of this server's dead cluster, if one runs. Kept by the
+        hub, not the spawner object: JupyterHub makes a new spawner for her next start."""
+        entry = self._hub.deletions.get(self._key)
+        return entry[1] if entry is not None and not entry[1].done() else None
+
+    def _delete_in_background(self, cluster: SparkCluster, after: asyncio.Future | None = None) -> None:
+        task = asyncio.ensure_future(self._delete_dead_cluster(cluster, after=after))
+        self._hub.deletions[self._key] = (cluster.cluster_id, task)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -641,7 +650,7 @@ class SparkClusterMixin(LoggingConfigurable):
                 # at once: the hub's startup check and the REST API wait on it, and a DELETE
                 # that comes while the check is pending fails in JupyterHub ("pending check").
                 self.log.warning("%s's notebook server is gone; deleting its Spark cluster", self._log_name)
-                self._deleting = asyncio.ensure_future(self._delete_dead_cluster(self._cluster))
+                self._delete_in_background(self._cluster)
             return status
         if self._cluster is not None:
             st = await self._cluster.poll()
@@ -654,8 +663,7 @@ class SparkClusterMixin(LoggingConfigurable):
                     self.log.warning("%s's Spark master is gone; stopping the notebook server "
                                      "and deleting the rest of the cluster", self._log_name)
                     notebook = asyncio.ensure_future(self._stop_notebook_now())
-                    self._deleting = asyncio.ensure_future(
-                        self._delete_dead_cluster(self._cluster, after=notebook))
+                    self._delete_in_background(self._cluster, after=notebook)
                     await asyncio.shield(notebook)
                 return 1
             if st in ("degraded", "unknown"):
@@ -682,7 +690,9 @@ class SparkClusterMixin(LoggingConfigurable):
         except Exception:
             self.log.exception("deleting %s's cluster failed; kept in state", self._log_name)
         finally:
-            self._deleting = None
+            entry = self._hub.deletions.get(self._key)
+            if entry is not None and entry[1] is asyncio.current_task():
+                del self._hub.deletions[self._key]
             self._persist()
 
     async def _await_deletion(self) -> None:
