@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from jupyter_spark_openstack.core.spark.master_client import MasterState, fetch_master_state
+
+
+def cluster_state(entry: dict | None) -> dict | None:
+    """Her cluster's state, from the one store the hub API's ``state["cluster"]`` entry (a
+    reference) names: ``<run_dir>/cluster.json`` (tests run as the hub's user). None when the
+    entry names none, or the cluster is stopped (its file removed)."""
+    if not entry:
+        return None
+    path = Path(entry["run_dir"]) / "cluster.json"
+    try:
+        state = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    assert state["cluster_id"] == entry["cluster_id"], (state["cluster_id"], entry)
+    return state
 
 
 def ui_token(cluster: dict) -> str | None:

@@ -70,7 +70,7 @@ def test_a_worker_dying_during_spawn_fails_fast_and_leaves_nothing(tmp_path):
     with pytest.raises(ClusterError, match=r"Spark worker t-kim-w\d failed: worker process \d+ exited"):
         asyncio.run(asyncio.wait_for(cluster.start(), 120))
     assert not asyncio.run(prov.list_workers(hub_id="t"))
-    assert cluster.state["phase"] == "stopped" and cluster.state["master"] is None
+    assert cluster.state.phase == "stopped" and cluster.state.master is None
     assert not (tmp_path / "kim" / "master" / "state.json").exists()
 
 
@@ -168,7 +168,7 @@ def test_master_start_slots_are_validated_and_shared(tmp_path, monkeypatch):
     lock = threading.Lock()
     running, peak = 0, 0
 
-    def start_master(self, **kw):   # in a worker thread, as the real one
+    def start_master(run_dir, **kw):   # in a worker thread, as the real one
         nonlocal running, peak
         with lock:
             running += 1
@@ -179,7 +179,7 @@ def test_master_start_slots_are_validated_and_shared(tmp_path, monkeypatch):
         return {"master_url": "spark://127.0.0.1:7077", "webui_url": "http://127.0.0.1:8080",
                 "master": {}}
 
-    monkeypatch.setattr(core_cluster.LocalCluster, "start_master", start_master)
+    monkeypatch.setattr(core_cluster, "start_master_process", start_master)
     prov = LocalProvisioner({"run_dir": str(tmp_path / "prov")})
     events = []
 

@@ -324,9 +324,9 @@ async def test_a_spawn_with_a_wrong_sha512_fails_at_once_with_the_console_line(c
     assert "does not have the configured sha512" in msg and "Timed out" not in msg
     assert not [vm for vm in cloud["emu"].model.list_servers()
                 if vm.metadata.get("spark_openstack_owner") == "bob"]
-    m = cluster.state.get("master") or {}
-    assert not m.get("process") or not __import__(
-        "jupyter_spark_openstack.core.spark.daemons", fromlist=["x"]).is_running(m["process"])
+    m = cluster.state.master
+    assert m is None or not m.process or not __import__(
+        "jupyter_spark_openstack.core.spark.daemons", fromlist=["x"]).is_running(m.process)
 
 
 def test_delete_powers_off_and_leaves_nothing(cloud, booted):

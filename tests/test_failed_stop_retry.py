@@ -48,7 +48,7 @@ async def test_a_failed_stop_is_retried_with_backoff_until_nothing_is_left(emu, 
     for spec in cluster._specs(None):
         spec = WorkerSpec(**{**spec.__dict__, "master_url": "spark://127.0.0.1:7077"})
         rec = await prov.request_worker(spec)
-        cluster._save(records=[*cluster.state["records"], rec.to_dict()])
+        cluster._save(records=[*cluster.state.records, rec])
     assert len(emu.servers()) == 2
     hub = HubState("retry-test")
     hub.usage["alice"] = Usage("alice", "", options, cluster.cluster_id)
@@ -89,9 +89,15 @@ async def test_a_failed_stop_is_retried_with_backoff_until_nothing_is_left(emu, 
         await prov.close()
 
 
-async def test_a_stop_from_a_stale_database_state_still_stops_what_cluster_json_recorded(emu, tmp_path):
-    """The hub was killed after the run dir's cluster.json recorded the workers but before its
-    database did: a stop from the database's (older) state still deletes them."""
+async def test_a_hub_killed_before_its_database_heard_still_stops_what_cluster_json_recorded(
+        emu, tmp_path):
+    """The hub was killed after the run dir's cluster.json recorded the workers and a Connect
+    server, before its database heard of them. The database keeps only a reference to the one
+    state: the next hub loads it from cluster.json and its stop deletes everything."""
+    from jupyter_spark_openstack.core import safefs
+    from jupyter_spark_openstack.core.spark import daemons
+    from jupyter_spark_openstack.core.state import ConnectState
+
     prov = OpenStackProvisioner(provisioner_config(emu, tmp_path / "clouds.yaml",
                                                    retry_backoff=0.01, poll_interval=0.05))
     base = tmp_path / "clusters"
@@ -100,37 +106,35 @@ async def test_a_stop_from_a_stale_database_state_still_stops_what_cluster_json_
     options = OptionsSchema().parse({"workers": 2, "size": "small"})
     cluster = SparkCluster.new(config, prov, owner="alice", options=options, run_dir=base / "alice")
     cluster._make_dirs()
-    stale = cluster.get_state()                  # what the database had: no workers yet
+    ref = cluster.state.ref                      # what the database had: no workers yet
     for spec in cluster._specs(None):
         spec = WorkerSpec(**{**spec.__dict__, "master_url": "spark://127.0.0.1:7077"})
         rec = await prov.request_worker(spec)
-        cluster._save(records=[*cluster.state["records"], rec.to_dict()])
+        cluster._save(records=[*cluster.state.records, rec])
     # a "Connect server" recorded in cluster.json only: a real process found by its record
-    from jupyter_spark_openstack.core.spark import daemons
     marker = str(base / "alice" / "connect" / "conf" / "connect.properties")
     Path(marker).parent.mkdir(parents=True)
     Path(marker).write_text("")
     proc = daemons._spawn("connect", ["/bin/sh", "-c", "sleep 600", marker],
                           base / "alice" / "connect" / "logs" / "connect.log", dict(os.environ),
                           marker=marker)
-    cluster._save(connect={**proc, "properties_file": marker})
+    cluster._save(connect=ConnectState.from_server_record({**proc, "properties_file": marker}))
     assert daemons.is_running(proc)
-    assert len(emu.servers()) == 2 and stale["records"] == [] and not stale.get("connect")
+    assert len(emu.servers()) == 2
     try:
-        again = SparkCluster.from_state(config, prov, stale)
+        again = SparkCluster.load(config, prov, ref)
+        assert [r.id for r in again.records] == [r.id for r in cluster.records]
         await again.stop()
-        assert not daemons.is_running(proc)      # without cluster.json's record it would run on
+        assert not daemons.is_running(proc)
         assert emu.servers() == []
         assert not (base / "alice" / "cluster.json").exists()
-        # a cluster.json of another cluster is never merged
+        assert SparkCluster.load(config, prov, ref) is None      # stopped: nothing to load
+        # a cluster.json of another cluster than the reference names is refused
         other = SparkCluster.new(config, prov, owner="bob", options=options, run_dir=base / "bob")
         other._make_dirs()
-        bobs_id = other.cluster_id
-        other._save(records=[{"id": "x", "name": "x", "cluster_id": "someone-else"}],
-                    cluster_id="someone-else")
-        bob = SparkCluster.from_state(config, prov, {**other.get_state(), "cluster_id": bobs_id,
-                                                     "records": []})
-        bob._merge_disk_state()
-        assert bob.state["records"] == []
+        bobs_ref = other.state.ref
+        other._save(cluster_id="someone-else")
+        with pytest.raises(safefs.UnsafePathError, match="someone-else"):
+            SparkCluster.load(config, prov, bobs_ref)
     finally:
         await prov.close()

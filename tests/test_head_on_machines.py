@@ -138,7 +138,7 @@ async def test_head_on_her_cluster_tls_job_no_jvm_on_the_hub_and_stop(cloud, tmp
         with pytest.raises(cc.ConnectTLSError):
             cc.probe(c["url"], cc.read_token_file(c["token_file"]), ca_pem=other,
                      server_name=c["server_name"])
-        assert cluster.state["master"]["webui_url"] == f"http://{head_ip}:8080"
+        assert cluster.state.master.webui_url == f"http://{head_ip}:8080"
         # only the hub reaches her head's UIs and Connect; her workers reach its master and
         # driver ports only; a stranger's server reaches nothing of hers
         worker_ip = vms[cluster.worker_records[0].id].address

@@ -24,6 +24,7 @@ from jupyter_spark_openstack.demo.hubprocess import (
     start_hub,
     stop_hub_leaving_nothing,
 )
+from tests._clusters import cluster_state
 from tests._system import (  # noqa: F401 - fixtures
     _module_system_users_fixture,
     _sys_venv_fixture,
@@ -87,7 +88,7 @@ def _spawn_ready(hub, name, options=None, server_name=""):
 
 def _cluster(hub, name, server_name=""):
     srv = hub.client.server(name, server_name) or {}
-    return (srv.get("state") or {}).get("cluster")
+    return cluster_state((srv.get("state") or {}).get("cluster"))
 
 
 def _ui_token(cluster: dict) -> str:

@@ -13,6 +13,7 @@ from jupyter_spark_openstack.demo.client import HubClient
 from jupyter_spark_openstack.demo.hubconfig import write_hub_config
 from jupyter_spark_openstack.demo.hubprocess import HubProcess, kill_processes, processes_under
 from jupyter_spark_openstack.testing.emulator.demo import start_demo_emulator
+from tests._clusters import cluster_state
 
 pytestmark = [pytest.mark.hub, pytest.mark.spark]
 
@@ -42,7 +43,7 @@ def cloud(tmp_path_factory):
 def _cluster_state(hub, user):
     r = hub.client.api("GET", f"/users/{user}")
     r.raise_for_status()
-    return (r.json()["servers"].get("") or {}).get("state", {}).get("cluster")
+    return cluster_state((r.json()["servers"].get("") or {}).get("state", {}).get("cluster"))
 
 
 def test_spawn_on_openstack_job_and_stop(cloud):

@@ -23,7 +23,7 @@ from jupyter_spark_openstack.demo.hubprocess import (
     start_hub,
     stop_hub_leaving_nothing,
 )
-from tests._clusters import master_state
+from tests._clusters import cluster_state, master_state
 
 pytestmark = [pytest.mark.hub, pytest.mark.spark]
 
@@ -50,7 +50,7 @@ def hub(tmp_path_factory):
 def _cluster_state(hub, user):
     r = hub.client.api("GET", f"/users/{user}")
     r.raise_for_status()
-    return (r.json()["servers"].get("") or {}).get("state", {}).get("cluster")
+    return cluster_state((r.json()["servers"].get("") or {}).get("state", {}).get("cluster"))
 
 
 def _user_procs(hub, user):
@@ -276,7 +276,7 @@ def test_her_master_dies_then_her_notebook_server_and_cluster_are_stopped(hub):
     assert r.status_code in (201, 202), r.text
     c.wait_ready("judy")
     state = c.server("judy")["state"]
-    notebook_pid, master_pid = state["pid"], state["cluster"]["master"]["process"]["pid"]
+    notebook_pid, master_pid = state["pid"], cluster_state(state["cluster"])["master"]["process"]["pid"]
     assert psutil.pid_exists(notebook_pid) and psutil.pid_exists(master_pid)
     assert list((Path(hub.info["dir"]) / "provisioner").glob("*judy*/workers/*.json"))
     # her worker is slow to die (stopped: SIGTERM waits, SIGKILL comes after stop_daemon's
@@ -301,7 +301,7 @@ def test_her_master_dies_then_her_notebook_server_and_cluster_are_stopped(hub):
     assert "Uncaught exception" not in log
     assert not psutil.pid_exists(int(worker["pid"]))
     state = c.server("judy")["state"]
-    assert psutil.pid_exists(state["cluster"]["master"]["process"]["pid"])
+    assert psutil.pid_exists(cluster_state(state["cluster"])["master"]["process"]["pid"])
     new_workers = {p.name for p in (Path(hub.info["dir"]) / "provisioner").glob("*judy*/workers/*.json")}
     assert len(new_workers) == 1, new_workers
     assert c.server("judy")["ready"]

@@ -18,12 +18,12 @@ from jupyter_spark_openstack.core import naming, safefs
 from jupyter_spark_openstack.core.cluster import (
     ClusterConfig,
     SparkCluster,
-    check_state_paths,
     stop_orphan_clusters,
 )
 from jupyter_spark_openstack.core.errors import ValidationError
 from jupyter_spark_openstack.core.provisioners.local import LocalProvisioner
 from jupyter_spark_openstack.core.spark import daemons
+from jupyter_spark_openstack.core.state import UiGuardState
 
 COLLIDING = [
     ("a.b", ""), ("a_b", ""), ("a-b", ""), ("a b", ""), ("A.b", ""), ("a.B", ""),
@@ -140,20 +140,28 @@ def test_remove_tree_does_not_follow_links(tmp_path):
 
 
 def test_paths_in_state_must_lie_under_the_run_dir(tmp_path):
+    from jupyter_spark_openstack.core.options import OptionsSchema
+
     base = tmp_path / "clusters"
-    good = {"run_dir": str(base / "alice"), "secret_file": str(base / "alice" / "spark-secret"),
-            "connect": {"token_file": str(base / "alice" / "connect.token")}}
-    check_state_paths(good, base)
+    a = str(base / "alice")
+    config = ClusterConfig(base_dir=str(base))
+    prov = LocalProvisioner({"run_dir": str(tmp_path / "p")})
+    good = {**SparkCluster.new(config, prov, owner="alice", options=OptionsSchema().parse({}),
+                               run_dir=a).get_state(),
+            "secret_file": a + "/spark-secret",
+            "connect": {"token_file": a + "/connect.token",
+                        "process": {"log": a + "/connect/logs/connect.log"}}}
+    assert SparkCluster.from_state(config, prov, good).state.connect.token_file == a + "/connect.token"
     for bad in ({**good, "secret_file": "/etc/shadow"},
                 {**good, "secret_file": str(base / "alice" / ".." / ".." / "x")},
                 {**good, "run_dir": "/etc"},
-                {**good, "connect": {"properties_file": "/usr/bin/python3"}},
-                {**good, "master": {"run_dir": str(base / "bob" / "master")}}):
+                {**good, "connect": {"process": {"properties_file": "/usr/bin/python3"}}},
+                # a version 2 state's flat Connect record is checked as it is migrated
+                {**good, "version": 2, "connect": {"properties_file": "/usr/bin/python3"}},
+                {**good, "master": {"mode": "per-user", "run_dir": str(base / "bob" / "master")}},
+                {**good, "master": {"mode": "per-user", "process": {"log": "/var/log/x"}}}):
         with pytest.raises(safefs.UnsafePathError):
-            check_state_paths(bad, base)
-    with pytest.raises(safefs.UnsafePathError):
-        SparkCluster.from_state(ClusterConfig(base_dir=str(base)), LocalProvisioner(
-            {"run_dir": str(tmp_path / "p")}), {**good, "secret_file": "/etc/passwd"})
+            SparkCluster.from_state(config, prov, bad)
 
 
 def test_a_forged_cluster_json_deletes_and_kills_nothing_outside(tmp_path, caplog):
@@ -164,22 +172,25 @@ def test_a_forged_cluster_json_deletes_and_kills_nothing_outside(tmp_path, caplo
     victim.write_text("precious")
     innocent = subprocess.Popen(["sleep", "60"], start_new_session=True)
     try:
+        from jupyter_spark_openstack.core.options import OptionsSchema
+
         ctime = __import__("psutil").Process(innocent.pid).create_time()
-        forged_paths = {"cluster_id": "hub1-mallory", "hub_id": "hub1", "owner": "mallory",
-                        "server_name": "", "run_dir": str(base / "mallory"), "phase": "running",
-                        "secret_file": str(victim), "records": [],
+        prov = LocalProvisioner({"run_dir": str(tmp_path / "prov")})
+        real = SparkCluster.new(ClusterConfig(hub_id="hub1"), prov, owner="mallory",
+                                options=OptionsSchema().parse({}),
+                                run_dir=base / "mallory").get_state()
+        forged_paths = {**real, "phase": "running", "secret_file": str(victim),
                         "master": {"mode": "per-user", "run_dir": str(tmp_path)}}
-        forged_pids = {**forged_paths, "cluster_id": "hub1-eve", "owner": "eve",
-                       "run_dir": str(base / "eve"), "secret_file": None, "master": None,
-                       "connect": {"pid": innocent.pid, "create_time": ctime,
-                                   "marker": str(base / "eve" / "x.properties")}}
+        forged_pids = {**real, "cluster_id": "hub1-eve", "owner": "eve",
+                       "run_dir": str(base / "eve"), "phase": "running",
+                       "connect": {"process": {"pid": innocent.pid, "create_time": ctime,
+                                               "marker": str(base / "eve" / "x.properties")}}}
         for state in (forged_paths, forged_pids):
             d = base / state["owner"]
             d.mkdir(parents=True)
             (d / "cluster.json").write_text(json.dumps(state))
             old = time.time() - 3600
             os.utime(d / "cluster.json", (old, old))
-        prov = LocalProvisioner({"run_dir": str(tmp_path / "prov")})
         with caplog.at_level(logging.ERROR):
             asyncio.run(stop_orphan_clusters(base, ClusterConfig(hub_id="hub1"), prov, set(),
                                              grace=1.0))
@@ -236,9 +247,9 @@ def test_workers_on_other_hosts_get_encryption_and_local_ones_the_ui_guard(tmp_p
     def conf(prov_cls, config):
         c = SparkCluster.new(ClusterConfig(hub_id="h"), prov_cls.__new__(prov_cls), owner="a",
                              options=opts, run_dir=tmp_path / "a")
-        c.state.update(secret_file=str(tmp_path / "a" / "s"),
-                       ui_guard={"classes": "/c", "token_file": "/t",
-                                 "user_token_file": "/u"})
+        c.state = c.state.evolve(secret_file=str(tmp_path / "a" / "s"),
+                                 ui_guard=UiGuardState(classes="/c", token_file="/t",
+                                                       user_token_file="/u"))
         return c.worker_conf, c.spark_conf
 
     remote_w, remote_all = conf(OpenStackProvisioner, {})
@@ -301,36 +312,44 @@ def test_a_sizes_flavor_is_the_openstack_provisioners_setting():
 
 
 def test_cluster_state_is_versioned_old_ones_migrate_newer_ones_are_refused(tmp_path):
-    """A state from before head placement (no version, a flavor in its size) is read as
-    version 2 with its head on the hub; a state of an unknown newer version is refused, and
-    nothing is stopped from it (the reconciler logs and skips it)."""
+    """A state from before head placement (no version, a flavor in its size) is read with its
+    head on the hub; a version 2 state's flat Connect record becomes its typed fields and the
+    server's process record; a state of an unknown newer version is refused, and nothing is
+    stopped from it (the reconciler logs and skips it)."""
     import json
 
-    from jupyter_spark_openstack.core.cluster import (
-        STATE_VERSION,
-        StateVersionError,
-        migrate_state,
-        stop_orphan_clusters,
-    )
+    from jupyter_spark_openstack.core.cluster import stop_orphan_clusters
     from jupyter_spark_openstack.core.options import OptionsSchema
     from jupyter_spark_openstack.core.provisioners.local import LocalProvisioner
+    from jupyter_spark_openstack.core.state import STATE_VERSION, StateVersionError, migrate
 
     base = tmp_path / "clusters"
     base.mkdir()
     prov = LocalProvisioner({"run_dir": str(tmp_path / "prov")})
-    new = SparkCluster.new(ClusterConfig(hub_id="h", base_dir=str(base)), prov, owner="a",
-                           options=OptionsSchema().parse({}), run_dir=base / "a")
-    assert new.state["version"] == STATE_VERSION == 2 and new.state["placement"] == "hub"
+    config = ClusterConfig(hub_id="h", base_dir=str(base))
+    new = SparkCluster.new(config, prov, owner="a", options=OptionsSchema().parse({}),
+                           run_dir=base / "a")
+    assert new.state.version == STATE_VERSION == 3 and new.state.placement == "hub"
     old = {k: v for k, v in new.get_state().items() if k not in ("version", "placement")}
     old["size"] = {**old["size"], "flavor": "m1.small"}
-    c = SparkCluster.from_state(ClusterConfig(hub_id="h", base_dir=str(base)), prov, old)
-    assert c.state["version"] == 2 and c.placement == "hub" and "flavor" not in c.state["size"]
-    for bad in (3, "2", True, 0):
+    c = SparkCluster.from_state(config, prov, old)
+    assert c.state.version == 3 and c.placement == "hub" and c.state.size.name == "small"
+    assert "flavor" not in c.get_state()["size"]
+    flat = {"pid": 42, "create_time": 1.0, "url": "sc://localhost:15002", "port": 15002,
+            "token_file": str(base / "a" / "connect.token"), "spark_version": "4.3.0",
+            "log": str(base / "a" / "connect" / "logs" / "c.log")}
+    v2 = SparkCluster.from_state(config, prov, {**new.get_state(), "version": 2, "connect": flat})
+    assert v2.state.connect.url == "sc://localhost:15002"
+    assert v2.state.connect.spark_version == "4.3.0"
+    assert v2.state.connect.process == {"pid": 42, "create_time": 1.0, "port": 15002,
+                                        "log": flat["log"]}
+    assert v2.state.connect.server_record() == {**flat, "warm_up_s": None}
+    for bad in (4, "2", True, 0):
         with pytest.raises(StateVersionError, match="cluster state version"):
-            migrate_state({**new.get_state(), "version": bad})
+            migrate({**new.get_state(), "version": bad})
     # the reconciler refuses a newer state's cluster.json instead of acting on it
     (base / "a").mkdir()
-    (base / "a" / "cluster.json").write_text(json.dumps({**new.get_state(), "version": 3}))
+    (base / "a" / "cluster.json").write_text(json.dumps({**new.get_state(), "version": 4}))
     os.utime(base / "a" / "cluster.json", (1, 1))
     logs = []
 
@@ -342,7 +361,7 @@ def test_cluster_state_is_versioned_old_ones_migrate_newer_ones_are_refused(tmp_
 
     assert asyncio.run(stop_orphan_clusters(base, ClusterConfig(hub_id="h", base_dir=str(base)),
                                             prov, set(), grace=0, logger=Log())) == []
-    assert any("cluster state version 3 is not allowed" in m for m in logs), logs
+    assert any("cluster state version 4 is not allowed" in m for m in logs), logs
 
 
 def test_the_notebook_servers_port_is_outside_the_range_port_0_binds_take():

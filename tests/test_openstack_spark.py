@@ -16,7 +16,6 @@ import pytest
 
 from jupyter_spark_openstack.core.cluster import ClusterConfig, SparkCluster
 from jupyter_spark_openstack.core.errors import ClusterError, ProvisionerError, QuotaError
-from jupyter_spark_openstack.core.localcluster import LocalCluster
 from jupyter_spark_openstack.core.options import OptionsSchema
 from jupyter_spark_openstack.core.provisioners.openstack import OpenStackProvisioner
 from jupyter_spark_openstack.core.spark import daemons
@@ -95,8 +94,8 @@ def run_job(master_url: str, secret_file: str, n: int) -> dict:
 def assert_nothing_left(emu, cluster):
     assert emu.servers() == []
     assert emu.worker_processes() == []
-    m = (cluster.state.get("master") or {})
-    assert not m.get("run_dir") or not LocalCluster(m["run_dir"]).is_running()
+    m = cluster.state.master
+    assert m is None or not m.process or not daemons.is_running(m.process)
 
 
 @pytest.mark.parametrize("n", [1, 4])

@@ -25,7 +25,7 @@ def _fake_cluster(base, prov_dir, cluster_id, owner, hub_id="hub1", age=0.0):
     (wdir / f"{rec['name']}.json").write_text(json.dumps(rec))
     run_dir = base / owner
     run_dir.mkdir(parents=True)
-    state = {"cluster_id": cluster_id, "owner": owner, "server_name": "", "hub_id": hub_id,
+    state = {"cluster_id": cluster_id, "key": owner, "owner": owner, "server_name": "", "hub_id": hub_id,
              "provisioner": "local", "run_dir": str(run_dir), "records": [rec], "master": None,
              "phase": "workers", "size": {"name": "small", "cores": 1, "memory": "1g"},
              "workers": 1, "cores": 1, "memory_mb": 1024}

@@ -1,11 +1,10 @@
 """The lifecycle of one user's Spark cluster: master, workers, (Connect server), kernelspecs.
 
 :class:`SparkCluster` is driven by the spawner but knows nothing of JupyterHub. Its whole
-state is a JSON-able dict (:meth:`SparkCluster.get_state`), versioned (``version``,
-:data:`STATE_VERSION`; older states are migrated as they are read, newer ones refused), that is
-saved the moment anything
-is created (``on_change`` callback), so a hub that restarts can still find and delete
-everything (:meth:`SparkCluster.from_state`). Progress goes to an ``emit(percent, message)``
+state is one typed, versioned :class:`~.state.ClusterState`, written to ``<run_dir>/cluster.json``
+(its one store, see :mod:`.state`) the moment anything is created, and then announced to
+``on_change`` (the hub saves its reference), so a hub that restarts can still find and delete
+everything (:meth:`SparkCluster.load`). Progress goes to an ``emit(percent, message)``
 callback a person can follow.
 
 Order of start: secret -> master -> capacity check -> workers requested in parallel (each record
@@ -15,17 +14,17 @@ everything already created before the error is raised.
 
 Where things live (``run_dir`` = ``<base>/<user_key>``, see :mod:`.naming`):
 
-* ``run_dir`` (0711, the hub's): ``cluster.json``, the secret, the master's and Connect
-  server's records (pids) and logs. Nothing in it is writable by the user.
+* ``run_dir`` (0711, the hub's): ``cluster.json`` (the state, with the master's and Connect
+  server's process records), the secret, and the daemons' logs. Nothing in it is writable by the user.
 * ``run_dir/session-XXXX`` (0711, the hub's), made fresh at every start: ``conf/`` with each
   daemon's properties file (created new, owned by the user, 0600), the user's kernelspecs and
   her copies of the secret and the Connect token (the spawner writes them), and ``work/``
   (hers, 0700), where her daemons write.
 * The daemons run as :attr:`ClusterConfig.daemon_user` (her uid and allow-listed environment).
 
-A state read back (:meth:`SparkCluster.from_state`) is checked first: every path in it must lie
-under ``run_dir``, and ``run_dir`` under :attr:`ClusterConfig.base_dir`; otherwise it is
-refused (:class:`~.safefs.UnsafePathError`) and nothing is stopped or deleted from it.
+A state read back (:meth:`SparkCluster.load`, :meth:`SparkCluster.from_state`) is checked
+first: every path in it must lie under ``run_dir``, and ``run_dir`` under
+:attr:`ClusterConfig.base_dir`; otherwise it is refused (:class:`~.safefs.UnsafePathError`) and nothing is stopped or deleted from it.
 """
 
 from __future__ import annotations
@@ -43,13 +42,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import connectserver, naming, safefs
+from . import state as statemod
 from .errors import ClusterError, ProvisionerError, ValidationError
-from .localcluster import LocalCluster
+from .localcluster import start_master_process
 from .models import parse_master_url
 from .options import ClusterOptions
 from .provisioners.base import Provisioner, WorkerRecord, WorkerSpec
 from .spark import daemons, ports, uiguard
 from .spark.master_client import afetch_master_state
+from .state import (
+    ClusterState,
+    ConnectState,
+    MasterState,
+    SizeState,
+    StateRef,
+    StateVersionError,
+    UiGuardState,
+)
 
 log = logging.getLogger(__name__)
 
@@ -124,20 +133,16 @@ class ClusterConfig:
                                       "the shared master's web UI URL (http://host:8080) when master_mode is 'shared'")
 
 
-#: the version of the cluster state this code writes (``state["version"]``); states of older
-#: versions are brought up to it by :func:`migrate_state` as they are read
-STATE_VERSION = 2
-
 HEAD_PLACEMENTS = ("hub", "cluster")
 #: the DNS name the head's certificate carries (each cluster has a CA of its own, so the
 #: name need not be unique; clients verify it with ``grpc.ssl_target_name_override``)
 HEAD_TLS_NAME = "connect.head.spark-openstack.internal"
 
 class SparkCluster:
-    """One user's cluster. Create with :meth:`new` (to start) or :meth:`from_state` (to find
-    and stop one a previous hub process started)."""
+    """One user's cluster. Create with :meth:`new` (to start), or with :meth:`load` or
+    :meth:`from_state` (to find and stop one a previous hub process started)."""
 
-    def __init__(self, config: ClusterConfig, provisioner: Provisioner, state: dict, *,
+    def __init__(self, config: ClusterConfig, provisioner: Provisioner, state: ClusterState, *,
                  emit: Emit | None = None, on_change: Callable[[], None] | None = None,
                  logger: logging.Logger | None = None):
         self.log = logger or log
@@ -152,71 +157,85 @@ class SparkCluster:
     def new(cls, config: ClusterConfig, provisioner: Provisioner, *, owner: str,
             options: ClusterOptions, run_dir: str | os.PathLike, server_name: str = "",
             **kw) -> SparkCluster:
-        state = {
-            "cluster_id": naming.cluster_id(config.hub_id, owner, server_name),
-            "key": naming.user_key(owner, server_name),
-            "owner": owner, "server_name": server_name, "hub_id": config.hub_id,
-            "provisioner": provisioner.name, "run_dir": str(run_dir),
-            "options": options.to_dict(),
-            "size": {"name": options.size.name, "cores": options.size.cores,
-                     "memory": options.size.memory},
-            "workers": options.workers, "cores": options.total_cores,
-            "memory_mb": options.total_memory_mb,
-            "version": STATE_VERSION,
-            "master": None, "records": [], "started_at": None, "phase": "new",
-            "placement": head_placement(config, provisioner),
-        }
+        state = ClusterState(
+            cluster_id=naming.cluster_id(config.hub_id, owner, server_name),
+            key=naming.user_key(owner, server_name), owner=owner, server_name=server_name,
+            hub_id=config.hub_id, provisioner=provisioner.name, run_dir=str(run_dir),
+            options=options.to_dict(),
+            size=SizeState(options.size.name, options.size.cores, options.size.memory),
+            workers=options.workers, cores=options.total_cores,
+            memory_mb=options.total_memory_mb, placement=head_placement(config, provisioner))
         return cls(config, provisioner, state, **kw)
 
     @classmethod
-    def from_state(cls, config: ClusterConfig, provisioner: Provisioner, state: dict,
-                   **kw) -> SparkCluster:
-        """A cluster from saved state, once every path in it is checked (module docstring):
-        a state naming paths elsewhere raises :class:`~.safefs.UnsafePathError`."""
-        state = migrate_state(state)
-        check_state_paths(state, config.base_dir)
+    def from_state(cls, config: ClusterConfig, provisioner: Provisioner,
+                   state: ClusterState | dict, **kw) -> SparkCluster:
+        """A cluster from a state (or its JSON form, migrated), once every path in it is
+        checked (module docstring): a state naming paths elsewhere raises
+        :class:`~.safefs.UnsafePathError`."""
+        if not isinstance(state, ClusterState):
+            statemod.check_run_dir(state.get("run_dir") if isinstance(state, dict) else None,
+                                   config.base_dir)
+            state = ClusterState.from_dict(state)
+        state.check_paths(config.base_dir)
+        return cls(config, provisioner, state, **kw)
+
+    @classmethod
+    def load(cls, config: ClusterConfig, provisioner: Provisioner, ref: StateRef,
+             **kw) -> SparkCluster | None:
+        """The cluster ``ref`` names, from its ``cluster.json`` (checked as :func:`.state.read`
+        does); ``None`` when there is none (it was stopped, and its file removed). Raises
+        :class:`~.safefs.UnsafePathError` or :class:`~.state.StateVersionError` for a file
+        that is refused, or one of another cluster."""
+        try:
+            state = statemod.read(ref.path, config.base_dir)
+        except FileNotFoundError:
+            return None
+        except ValueError as e:   # not JSON
+            raise StateVersionError(f"{ref.path} is not a cluster state: {e}") from None
+        if state.cluster_id != ref.cluster_id:
+            raise safefs.UnsafePathError(f"{ref.path} is cluster {state.cluster_id!r}, "
+                                         f"not {ref.cluster_id!r}")
         return cls(config, provisioner, state, **kw)
 
     def get_state(self) -> dict:
-        return dict(self.state)
+        """The state's JSON form (what ``cluster.json`` holds)."""
+        return self.state.to_dict()
 
     # ---- accessors ---------------------------------------------------------------------
     @property
     def run_dir(self) -> Path:
-        return Path(self.state["run_dir"])
+        return Path(self.state.run_dir)
 
     @property
     def cluster_id(self) -> str:
-        return self.state["cluster_id"]
+        return self.state.cluster_id
 
     @property
     def master_url(self) -> str | None:
-        m = self.state.get("master")
-        return m and m.get("master_url")
+        return self.state.master.master_url if self.state.master else None
 
     @property
     def webui_url(self) -> str | None:
-        m = self.state.get("master")
-        return m and m.get("webui_url")
+        return self.state.master.webui_url if self.state.master else None
 
     @property
     def secret_file(self) -> str | None:
-        return self.state.get("secret_file")
+        return self.state.secret_file
 
     @property
     def session_dir(self) -> Path | None:
         """This start's directory of files the user reads (see the module docstring)."""
-        d = self.state.get("session_dir")
-        return Path(d) if d else None
+        return Path(self.state.session_dir) if self.state.session_dir else None
 
     @property
     def display_owner(self) -> str:
-        return naming.printable(self.state["owner"])
+        return naming.printable(self.state.owner)
 
     @property
     def records(self) -> list[WorkerRecord]:
         """Every machine of the cluster: the workers and (placement ``cluster``) the head."""
-        return [WorkerRecord.from_dict(r) for r in self.state.get("records", [])]
+        return list(self.state.records)
 
     @property
     def worker_records(self) -> list[WorkerRecord]:
@@ -225,18 +244,26 @@ class SparkCluster:
     @property
     def placement(self) -> str:
         """``hub`` or ``cluster`` (see :attr:`ClusterConfig.head_placement`)."""
-        return self.state.get("placement") or "hub"
+        return self.state.placement
 
     def _save(self, **changes) -> None:
-        """Record a change: in ``<run_dir>/cluster.json`` (found by the reconciler even if the
-        hub's database never got it) and through ``on_change`` (the hub's database)."""
-        self.state.update(changes)
+        """Record a change in the one store, ``<run_dir>/cluster.json`` (:mod:`.state`), then
+        tell ``on_change`` (the hub saves its reference and summary). A start whose state
+        cannot be written fails (what it made would be unrecorded); a stop goes on and logs."""
+        self.state = self.state.evolve(**changes)
         try:
             if self.run_dir.exists():
-                safefs.write_json_atomic(self.run_dir / "cluster.json", self.state)
+                statemod.write(self.state)
+        except OSError as e:
+            if self.state.phase in ("stopping", "stopped"):
+                self.log.exception("saving the state of %s failed", self.cluster_id)
+            else:
+                raise ClusterError(f"could not record the state of {self.cluster_id} in "
+                                   f"{self.run_dir / statemod.STATE_FILE}: {e}") from e
+        try:
             self.on_change()
-        except Exception:  # persisting must never break the lifecycle
-            self.log.exception("saving cluster state failed")
+        except Exception:  # the hub's reference is a copy: never break the lifecycle for it
+            self.log.exception("telling the hub about the state of %s failed", self.cluster_id)
 
     # ---- start -------------------------------------------------------------------------
     async def start(self) -> dict:
@@ -287,28 +314,27 @@ class SparkCluster:
             base = Path(self.config.base_dir) if self.config.base_dir else self.run_dir.parent
             classes = uiguard.classes_dir(base, daemons.spark_home_for(user.env))
             token = uiguard.generate_token()
-            self._save(ui_guard={
-                "classes": str(classes),
-                "token_file": safefs.write_file(self.run_dir / "ui-token", token, replace=True),
-                "user_token_file": safefs.write_file(session / "ui-token", token, 0o600,
-                                                     user.owner)})
+            self._save(ui_guard=UiGuardState(
+                classes=str(classes),
+                token_file=safefs.write_file(self.run_dir / "ui-token", token, replace=True),
+                user_token_file=safefs.write_file(session / "ui-token", token, 0o600,
+                                                  user.owner)))
 
     @property
     def ui_token(self) -> str | None:
         """The token the UI guard asks for (None without the guard)."""
-        g = self.state.get("ui_guard") or {}
-        return uiguard.read_token(g.get("token_file"))
+        g = self.state.ui_guard
+        return uiguard.read_token(g.token_file if g else None)
 
     def _ui_guard_conf(self) -> dict[str, str]:
-        g = self.state.get("ui_guard")
+        g = self.state.ui_guard
         if not g:
             return {}
-        return {**uiguard.ui_conf(g["user_token_file"]),
-                "spark.driver.extraClassPath": g["classes"]}
+        return {**uiguard.ui_conf(g.user_token_file), "spark.driver.extraClassPath": g.classes}
 
     @property
     def daemon_user_base(self) -> daemons.DaemonUser:
-        return self.config.daemon_user or daemons.DaemonUser(name=self.state["owner"],
+        return self.config.daemon_user or daemons.DaemonUser(name=self.state.owner,
                                                             env=dict(os.environ))
 
     @property
@@ -317,9 +343,8 @@ class SparkCluster:
         guard's classes on the daemons' classpath)."""
         base = self.daemon_user_base
         env = dict(base.env)
-        g = self.state.get("ui_guard")
-        if g:
-            env["SPARK_DAEMON_CLASSPATH"] = g["classes"]
+        if self.state.ui_guard:
+            env["SPARK_DAEMON_CLASSPATH"] = self.state.ui_guard.classes
         return dataclasses.replace(base, env=env, conf_dir=str(self.session_dir / "conf"),
                                    work_dir=str(self.session_dir / "work"))
 
@@ -345,7 +370,7 @@ class SparkCluster:
         """Properties every worker runs with (``WorkerSpec.spark_conf``): the UI guard only
         for workers on this host (VMs are behind their security group)."""
         conf = dict(daemons.HARDENING)
-        if self.provisioner.remote_workers and self.state.get("secret_file"):
+        if self.provisioner.remote_workers and self.state.secret_file:
             conf["spark.network.crypto.enabled"] = "true"
         if not self.provisioner.remote_workers:
             conf.update(self._ui_guard_conf())
@@ -367,8 +392,9 @@ class SparkCluster:
 
     async def _start_master(self, secret: str | None) -> None:
         if self.config.master_mode == "shared":
-            self._save(master={"mode": "shared", "master_url": self.config.shared_master_url,
-                               "webui_url": self.config.shared_master_webui_url}, phase="master")
+            self._save(master=MasterState("shared", master_url=self.config.shared_master_url,
+                                          webui_url=self.config.shared_master_webui_url),
+                       phase="master")
             self.emit(10, f"Using the shared Spark master {self.config.shared_master_url}")
             return
         gate = self.config.start_gate
@@ -377,17 +403,37 @@ class SparkCluster:
                          "other users' masters are starting on this host")
         async with gate if gate is not None else contextlib.nullcontext():
             self.emit(5, "Starting Spark master")
-            lc = LocalCluster(self.run_dir / "master")
-            self._save(master={"mode": "per-user", "run_dir": str(lc.run_dir)}, phase="master")
-            st = await asyncio.to_thread(lc.start_master, host=self.config.master_host,
-                                         secret=secret, timeout=min(120.0, self.config.start_timeout),
-                                         nice=self.config.daemon_nice, user=self.daemon_user,
-                                         ui_host=self.config.ui_host,
-                                         properties=self.spark_conf, ui_token=self.ui_token)
-        self._save(master={"mode": "per-user", "run_dir": str(lc.run_dir),
-                           "master_url": st["master_url"], "webui_url": st["webui_url"],
-                           "process": st["master"]})
+            run_dir = self.run_dir / "master"
+            safefs.make_dir(run_dir, 0o700, exist_ok=True)
+            self._save(master=MasterState("per-user", run_dir=str(run_dir)), phase="master")
+            record = self._thread_recorder(lambda st: {"master": MasterState(
+                "per-user", master_url=st["master_url"], webui_url=st["webui_url"],
+                run_dir=str(run_dir), process=st["master"])})
+            st = await asyncio.to_thread(
+                start_master_process, run_dir, host=self.config.master_host, secret=secret,
+                timeout=min(120.0, self.config.start_timeout), nice=self.config.daemon_nice,
+                user=self.daemon_user, ui_host=self.config.ui_host, properties=self.spark_conf,
+                ui_token=self.ui_token, record=record)
+        record(st)
         self.emit(20, f"Spark master ready at {st['master_url']}")
+
+    def _thread_recorder(self, changes: Callable[[dict], dict]) -> Callable[[dict], None]:
+        """A ``record`` callback for a daemon started in a worker thread: it saves
+        ``changes(record)`` on the event loop (the hub's database is not thread-safe) and
+        waits for it, so the process is in the state before it exists."""
+        loop = asyncio.get_running_loop()
+
+        async def save(rec: dict) -> None:
+            self._save(**changes(rec))
+
+        def record(rec: dict) -> None:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:   # a worker thread
+                asyncio.run_coroutine_threadsafe(save(rec), loop).result(timeout=60)
+            else:
+                self._save(**changes(rec))
+        return record
 
     # ---- the head on a machine of her cluster (placement "cluster") ---------------------
     async def _start_head(self, secret: str | None, t0: float) -> None:
@@ -409,24 +455,24 @@ class SparkCluster:
             token_file = connect.write_token_file(self.run_dir / connect.TOKEN_FILE_NAME, token)
             ca_file = safefs.write_file(self.run_dir / "connect-ca.pem", material.ca_pem, 0o644,
                                         replace=True)
-            self._save(connect={"remote": True, "token_file": token_file, "ca_file": ca_file,
-                                "server_name": material.server_name, "url": None})
-        self._save(master={"mode": "head"}, phase="head")
+            self._save(connect=ConnectState(remote=True, token_file=token_file, ca_file=ca_file,
+                                            server_name=material.server_name))
+        self._save(master=MasterState("head"), phase="head")
         conf = {**self.connect_defaults(), **self.worker_conf, **self.config.connect_conf}
-        spec = HeadSpec(hub_id=s["hub_id"], owner=s["owner"], cluster_id=s["cluster_id"],
-                        name=f"{s['cluster_id']}-head", token=token, tls=material, secret=secret,
-                        server_name=s["server_name"], connect=with_connect,
+        spec = HeadSpec(hub_id=s.hub_id, owner=s.owner, cluster_id=s.cluster_id,
+                        name=f"{s.cluster_id}-head", token=token, tls=material, secret=secret,
+                        server_name=s.server_name, connect=with_connect,
                         driver_memory=self.config.connect_driver_memory,
                         connect_conf=conf, master_conf=dict(daemons.HARDENING))
         rec = await self.provisioner.request_head(spec)
-        self._save(records=[*self.state["records"], rec.to_dict()])   # the moment it exists
+        self._save(records=[*self.state.records, rec])   # the moment it exists
         host = await self._wait_head_address(rec, t0)
-        webui = ports.webui_url(host)
-        self._save(master={"mode": "head", "host": host, "master_url": ports.master_url(host),
-                           "webui_url": webui})
+        self._save(master=MasterState("head", host=host, master_url=ports.master_url(host),
+                                      webui_url=ports.webui_url(host)))
         if with_connect:
-            self._save(connect={**self.state["connect"], "host": host, "port": ports.CONNECT_PORT,
-                                "url": ports.connect_url(host, ports.CONNECT_PORT)})
+            self._save(connect=dataclasses.replace(
+                self.state.connect, host=host, port=ports.CONNECT_PORT,
+                url=ports.connect_url(host, ports.CONNECT_PORT)))
         self.emit(15, f"Head server {rec.name} is up at {host}; waiting for its Spark master")
         await self._wait_head_master(rec, t0)
         self.emit(20, f"Spark master ready on the head at {self.master_url}")
@@ -484,36 +530,36 @@ class SparkCluster:
         """Her Connect server answers over TLS, verified against the cluster's CA."""
         from .spark import connect  # noqa: PLC0415
 
-        rec = self.state["connect"]
-        token = connect.read_token_file(rec["token_file"])
-        ca = Path(rec["ca_file"]).read_bytes()
+        rec = self.state.connect
+        token = connect.read_token_file(rec.token_file)
+        ca = Path(rec.ca_file).read_bytes()
         deadline = t0 + max(60.0, self.config.start_timeout)
         try:
             version, warm = await asyncio.to_thread(
-                connect.wait_answering, rec["url"], token, max(1.0, deadline - time.monotonic()),
-                ca_pem=ca, server_name=rec["server_name"], interval=1.0)
+                connect.wait_answering, rec.url, token, max(1.0, deadline - time.monotonic()),
+                ca_pem=ca, server_name=rec.server_name, interval=1.0)
         except (connect.ConnectAuthError, connect.ConnectTLSError):
             raise
         except connect.ConnectError as e:
             raise connect.ConnectError(f"her Spark Connect server on the head was not ready in "
                                        f"time ({e})") from None
-        self._save(connect={**rec, "spark_version": version, "warm_up_s": warm})
-        self.emit(93, f"Spark Connect server ready on the head at {rec['url']} (TLS)")
+        self._save(connect=dataclasses.replace(rec, spark_version=version, warm_up_s=warm))
+        self.emit(93, f"Spark Connect server ready on the head at {rec.url} (TLS)")
 
     def connect_defaults(self) -> dict[str, str]:
         """The Connect server is the user's one long-lived driver. It starts one executor per
         worker at once (the first query is fast) and gives them back after 60 s idle (dynamic
         allocation, shuffle tracking), so a classic kernel of the same user gets cores too.
         Admins override any of these with ``connect_conf``."""
-        size = self.state["size"]
+        size = self.state.size
         return {
-            "spark.executor.memory": size["memory"],
-            "spark.executor.cores": str(size["cores"]),
-            "spark.cores.max": str(self.state["cores"]),
+            "spark.executor.memory": size.memory,
+            "spark.executor.cores": str(size.cores),
+            "spark.cores.max": str(self.state.cores),
             "spark.dynamicAllocation.enabled": "true",
             "spark.dynamicAllocation.shuffleTracking.enabled": "true",
             "spark.dynamicAllocation.minExecutors": "0",
-            "spark.dynamicAllocation.initialExecutors": str(self.state["workers"]),
+            "spark.dynamicAllocation.initialExecutors": str(self.state.workers),
             "spark.dynamicAllocation.executorIdleTimeout": "60s",
             "spark.dynamicAllocation.shuffleTracking.timeout": "60s",
         }
@@ -524,16 +570,8 @@ class SparkCluster:
 
         self.emit(22, "Starting Spark Connect server")
         conf = {**self.connect_defaults(), **self.spark_conf, **self.config.connect_conf}
-        loop = asyncio.get_running_loop()
-
-        async def save(**changes) -> None:
-            self._save(**changes)
-
-        def record(r: dict) -> None:
-            # called in the worker thread before the process exists: saved on the event
-            # loop (the hub's database is not thread-safe), and waited for
-            asyncio.run_coroutine_threadsafe(save(connect=r), loop).result(timeout=60)
-
+        # recorded before the process exists (found by its marker if the hub dies)
+        record = self._thread_recorder(lambda r: {"connect": ConnectState.from_server_record(r)})
         rec = await asyncio.to_thread(
             connectserver.start_server, self.run_dir / "connect",
             self.run_dir / connect.TOKEN_FILE_NAME,
@@ -541,58 +579,54 @@ class SparkCluster:
             driver_memory=self.config.connect_driver_memory,
             conf=conf, secret=secret,
             python=self.provisioner.executor_python or self.config.connect_python,
-            app_name=f"spark-connect-{self.state['key']}", nice=self.config.daemon_nice,
-            user=self.daemon_user,
-            # recorded before the process exists (found by its marker if the hub dies)
-            record=record)
-        self._save(connect=rec)
+            app_name=f"spark-connect-{self.state.key}", nice=self.config.daemon_nice,
+            user=self.daemon_user, record=record)
+        record(rec)
 
     async def _wait_connect(self, t0: float) -> None:
-        rec = self.state["connect"]
+        rec = self.state.connect
         left = max(30.0, self.config.start_timeout - (time.monotonic() - t0))
-        rec = await asyncio.to_thread(connectserver.wait_ready, rec, left)
-        self._save(connect=rec)
-        self.emit(93, f"Spark Connect server ready at {rec['url']}")
+        ready = await asyncio.to_thread(connectserver.wait_ready, rec.server_record(), left)
+        self._save(connect=ConnectState.from_server_record(ready))
+        self.emit(93, f"Spark Connect server ready at {rec.url}")
 
     async def _stop_connect(self) -> None:
-        rec = self.state.get("connect")
+        rec = self.state.connect
         if not rec:
             return
-        if rec.get("remote"):   # on the head: it goes with the head's server
-            for key in ("token_file", "ca_file"):
-                if rec.get(key):
-                    Path(rec[key]).unlink(missing_ok=True)
+        if rec.remote:   # on the head: it goes with the head's server
+            for path in (rec.token_file, rec.ca_file):
+                if path:
+                    Path(path).unlink(missing_ok=True)
         else:
-            await asyncio.to_thread(connectserver.stop_server, rec)
+            await asyncio.to_thread(connectserver.stop_server, rec.server_record())
         self._save(connect=None)
 
     def _specs(self, secret: str | None) -> list[WorkerSpec]:
         s = self.state
-        size = s["size"]
         return [
-            WorkerSpec(hub_id=s["hub_id"], owner=s["owner"], cluster_id=s["cluster_id"],
-                       name=f"{s['cluster_id']}-w{i}", index=i, cores=size["cores"],
-                       memory=size["memory"], master_url=self.master_url, secret=secret,
-                       size=size["name"],
-                       server_name=s["server_name"], spark_conf=self.worker_conf,
+            WorkerSpec(hub_id=s.hub_id, owner=s.owner, cluster_id=s.cluster_id,
+                       name=f"{s.cluster_id}-w{i}", index=i, cores=s.size.cores,
+                       memory=s.size.memory, master_url=self.master_url, secret=secret,
+                       size=s.size.name, server_name=s.server_name, spark_conf=self.worker_conf,
                        master_on_head=self.placement == "cluster",
                        daemon_user=self.daemon_user)
-            for i in range(1, s["workers"] + 1)
+            for i in range(1, s.workers + 1)
         ]
 
     async def _start_workers(self, secret: str | None, t0: float) -> None:
         specs = self._specs(secret)
         n = len(specs)
         await self.provisioner.check_capacity(specs)
+        size = self.state.size
         self.emit(25, f"Requested {n} worker{'s' if n != 1 else ''} "
-                      f"({self.state['size']['name']}: {self.state['size']['cores']} cores, "
-                      f"{self.state['size']['memory']} each)")
+                      f"({size.name}: {size.cores} cores, {size.memory} each)")
         self._save(phase="workers")
 
         async def request(spec: WorkerSpec) -> WorkerRecord:
             rec = await self.provisioner.request_worker(spec)
             # recorded the moment the backend gave us an id
-            self._save(records=[*self.state["records"], rec.to_dict()])
+            self._save(records=[*self.state.records, rec])
             return rec
 
         results = await asyncio.gather(*(request(s) for s in specs), return_exceptions=True)
@@ -678,10 +712,9 @@ class SparkCluster:
     # ---- status ------------------------------------------------------------------------
     async def poll(self) -> str:
         """``running``, ``degraded`` (some worker failed), ``stopped`` or ``unknown``."""
-        m = self.state.get("master") or {}
-        if m.get("mode") == "per-user":
-            proc = m.get("process")
-            if not proc or not daemons.is_running(proc):
+        m = self.state.master
+        if m is not None and m.mode == "per-user":
+            if not m.process or not daemons.is_running(m.process):
                 return "stopped"
         states = []
         for rec in self.records:
@@ -699,37 +732,10 @@ class SparkCluster:
         return "running"
 
     # ---- stop --------------------------------------------------------------------------
-    #: what a stop must know of; the database may lag the run dir's cluster.json when the hub
-    #: was killed between the two writes (e.g. a Connect server recorded, then SIGKILL)
-    _DISK_KEYS = ("connect", "master", "session_dir", "secret_file", "ui_guard")
-
-    def _merge_disk_state(self) -> None:
-        """Add to the state what ``<run_dir>/cluster.json`` (written first, by the hub's own
-        user, paths checked) knows and the state does not: processes and workers recorded
-        there are stopped too."""
-        path = self.run_dir / "cluster.json"
-        try:
-            disk = safefs.read_json(path, owner_uid=os.geteuid())
-            if not isinstance(disk, dict) or disk.get("cluster_id") != self.cluster_id \
-                    or disk.get("run_dir") != self.state.get("run_dir"):
-                return
-            disk = migrate_state(disk)
-            check_state_paths(disk, self.config.base_dir)
-        except (OSError, ValueError, safefs.UnsafePathError, StateVersionError):
-            return
-        for key in self._DISK_KEYS:
-            if not self.state.get(key) and disk.get(key):
-                self.state[key] = disk[key]
-        known = {r.get("id") for r in self.state.get("records", [])}
-        extra = [r for r in disk.get("records") or [] if isinstance(r, dict) and r.get("id") not in known]
-        if extra:
-            self.state["records"] = [*self.state.get("records", []), *extra]
-
     async def stop(self, *, retries: int = 3) -> None:
         """Delete every worker (in parallel), stop the Connect server and the master, verify
         nothing remains. Raises :class:`ClusterError` naming what is still there (the state
         keeps it, so a later stop, e.g. the reconciler's, tries again)."""
-        self._merge_disk_state()
         self._save(phase="stopping")
         records = self.records
         self.log.info("stopping cluster %s of %s: %d worker(s), master %s", self.cluster_id,
@@ -737,30 +743,31 @@ class SparkCluster:
         if records:
             self.emit(96, f"Deleting {len(records)} worker(s)")
         remaining = await self._delete_all(records, retries)
-        self._save(records=[r.to_dict() for r in remaining])
+        self._save(records=remaining)
         left_here: list[str] = []
         try:
             await self._stop_connect()
         except ClusterError as e:
             left_here.append(f"Spark Connect server ({e})")
-        m = self.state.get("master") or {}
-        if m.get("mode") == "per-user" and m.get("run_dir"):
+        m = self.state.master
+        if m is not None and m.mode == "per-user" and m.process:
             try:
-                pids = await asyncio.to_thread(LocalCluster(m["run_dir"]).stop)
-                self.log.info("stopped the Spark master of %s (pids %s)", self.cluster_id, pids)
+                await asyncio.to_thread(daemons.stop_daemon, m.process)
+                self.log.info("stopped the Spark master of %s (pid %s)", self.cluster_id,
+                              m.process.get("pid"))
             except ClusterError as e:
                 left_here.append(f"Spark master ({e})")
         # verify: nothing of ours is listed by the backend any more
         try:
             left = [r for r in await self.provisioner.list_workers(
-                hub_id=self.state["hub_id"], owner=self.state["owner"])
+                hub_id=self.state.hub_id, owner=self.state.owner)
                 if r.cluster_id == self.cluster_id]
         except ProvisionerError as e:
             raise ClusterError(f"could not verify that {self.cluster_id}'s workers are gone: {e}") from e
         if left:
             known = {r.id for r in remaining}
             remaining += [r for r in await self._delete_all(left, retries) if r.id not in known]
-            self._save(records=[r.to_dict() for r in remaining])
+            self._save(records=remaining)
         if remaining or left_here:
             what = [f"worker {r.name} ({r.id})" for r in remaining] + left_here
             raise ClusterError(f"{self.cluster_id} is not fully stopped; still there: "
@@ -773,7 +780,7 @@ class SparkCluster:
             safefs.remove_tree(self.run_dir / d)
         if self.session_dir is not None:
             safefs.remove_tree(self.session_dir)
-        (self.run_dir / "cluster.json").unlink(missing_ok=True)
+        statemod.remove(self.state)
 
     async def _delete_all(self, records: list[WorkerRecord], retries: int) -> list[WorkerRecord]:
         async def delete(rec: WorkerRecord) -> WorkerRecord | None:
@@ -794,64 +801,12 @@ class SparkCluster:
         return [r for r in results if r is not None]
 
 
-class StateVersionError(ClusterError):
-    """A saved cluster state of a version this code does not know (a newer release wrote it)."""
-
-
-def migrate_state(state: dict) -> dict:
-    """A copy of a saved state at :data:`STATE_VERSION`. Version 1 (no ``version`` key, before
-    head placement): its head was on the hub (``placement`` 'hub') and its size may name an
-    OpenStack flavor, which is the provisioner's setting now (dropped). A state of a newer
-    version raises :class:`StateVersionError`: nothing is stopped or deleted from a state this
-    code would misread."""
-    if not isinstance(state, dict):
-        raise StateVersionError(f"a cluster state is a JSON object, not {type(state).__name__}")
-    out = dict(state)
-    version = out.get("version", 1)
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise StateVersionError(f"cluster state version {version!r} is not allowed; expected an "
-                                f"integer 1 to {STATE_VERSION}")
-    if version > STATE_VERSION:
-        raise StateVersionError(f"cluster state version {version} is not allowed; expected at most "
-                                f"{STATE_VERSION} (a newer jupyter-spark-openstack wrote it: "
-                                "upgrade this hub before it stops that cluster)")
-    if version == 1:
-        out.setdefault("placement", "hub")
-        if isinstance(out.get("size"), dict):
-            out["size"] = {k: v for k, v in out["size"].items() if k != "flavor"}
-        out["version"] = 2
-    return out
-
-
 def head_placement(config: ClusterConfig, provisioner: Provisioner) -> str:
     """Where a new cluster's head runs: the hub's setting, else the provisioner's default;
     ``hub`` whenever the master is shared."""
     if config.master_mode == "shared":
         return "hub"
     return config.head_placement or provisioner.default_head_placement
-
-
-#: paths a cluster's state may hold, each of which must lie under its run_dir
-_STATE_PATHS = (("secret_file",), ("session_dir",), ("master", "run_dir"),
-                ("ui_guard", "token_file"), ("ui_guard", "user_token_file"),
-                ("connect", "token_file"), ("connect", "ca_file"), ("connect", "properties_file"),
-                ("connect", "marker"), ("connect", "log"))
-
-
-def check_state_paths(state: dict, base_dir: str | os.PathLike | None) -> None:
-    """Refuse a state that names a path outside its run directory (or a run directory
-    outside ``base_dir``): :class:`~.safefs.UnsafePathError`, nothing is touched."""
-    run_dir = state.get("run_dir")
-    if not isinstance(run_dir, str) or not run_dir:
-        raise safefs.UnsafePathError(f"refusing cluster state without a run_dir ({run_dir!r})")
-    if base_dir is not None:
-        safefs.require_under(run_dir, base_dir, "run_dir")
-    for keys in _STATE_PATHS:
-        value = state
-        for k in keys:
-            value = value.get(k) if isinstance(value, dict) else None
-        if value is not None:
-            safefs.require_under(value, run_dir, ".".join(keys))
 
 
 async def stop_orphan_clusters(base_dir: str | os.PathLike, config: ClusterConfig,
@@ -871,29 +826,24 @@ async def stop_orphan_clusters(base_dir: str | os.PathLike, config: ClusterConfi
     back (backoff); ``on_result(cluster_id, error or None)`` hears every attempt."""
     logger = logger or log
     stopped = []
-    for path in sorted(Path(base_dir).glob("*/cluster.json")):
+    for path in sorted(Path(base_dir).glob(f"*/{statemod.STATE_FILE}")):
         try:
-            state = safefs.read_json(path, owner_uid=os.geteuid())
-            if not isinstance(state, dict):
-                continue
-            if state.get("run_dir") != str(path.parent):
-                raise safefs.UnsafePathError(
-                    f"it names run_dir {state.get('run_dir')!r}, not its own directory")
-            check_state_paths(state, base_dir)
-            state = migrate_state(state)
-        except (ValueError, safefs.UnsafePathError, StateVersionError) as e:
+            state = statemod.read(path, base_dir)
+        except FileNotFoundError:   # removed by a stop meanwhile
+            continue
+        except (OSError, ValueError, safefs.UnsafePathError, StateVersionError) as e:
             logger.error("reconciler: refusing %s: %s", path, e)
             continue
-        cid = state.get("cluster_id")
-        if state.get("hub_id") != config.hub_id or cid in known:
+        cid = state.cluster_id
+        if state.hub_id != config.hub_id or cid in known:
             continue
-        if state.get("phase") == "stopped" or time.time() - path.stat().st_mtime < grace:
+        if state.phase == "stopped" or time.time() - path.stat().st_mtime < grace:
             continue
         if retry_after is not None and not retry_after(cid):
             continue
         logger.warning("reconciler: stopping orphan cluster %s of user %s (no running or "
                        "pending server owns it; phase %s)", cid,
-                       naming.printable(state.get("owner")), state.get("phase"))
+                       naming.printable(state.owner), state.phase)
         try:
             await SparkCluster.from_state(config, provisioner, state, logger=logger).stop()
             stopped.append(cid)

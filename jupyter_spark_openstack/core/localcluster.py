@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from . import connectserver, safefs
@@ -67,50 +68,25 @@ class LocalCluster:
                      user: daemons.DaemonUser | None = None, ui_host: str | None = None,
                      properties: dict[str, str] | None = None,
                      ui_token: str | None = None) -> dict:
-        """Start the master only (workers come from :meth:`add_worker` or a provisioner);
-        ``nice`` > 0 runs it at lower CPU priority; ``user``: who it runs as; ``ui_host``:
-        where its web UI binds (default ``host``); ``properties``: more Spark properties;
-        ``ui_token``: the UI guard's token, if its properties put one in front of the UI.
-        The master is recorded in ``state.json`` before its process exists."""
+        """Start the master only (workers come from :meth:`add_worker` or a provisioner), see
+        :func:`start_master_process`. The master is recorded in ``state.json`` before its
+        process exists."""
         if self.is_running():
             raise ClusterError(f"a cluster is already running from {self.run_dir}: stop it first")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.run_dir, 0o700)
-        fixed = bool(port or webui_port)
-        for attempt in range(1 if fixed else 3):
-            p, w = free_ports(2, host)
-            p, w = port or p, webui_port or w
-            uhost = ui_host or host
-            state = {"master": None, "workers": [], "host": host,
-                     "master_url": master_url(host, p), "webui_url": webui_url(uhost, w),
-                     "authenticate": bool(secret)}
-
-            def record(rec, state=state):
-                self._save_state({**state, "master": rec})
-
-            rec = daemons.start_master(self.run_dir, host=host, port=p, webui_port=w,
-                                       properties={**auth_properties(secret),
-                                                   # a taken port fails the start (retried
-                                                   # below) instead of moving silently to +1
-                                                   "spark.port.maxRetries": "0",
-                                                   **(properties or {})},
-                                       nice=nice, user=user, ui_host=ui_host, record=record)
-            state["master"] = rec
-            self._save_state(state)
-            try:
-                wait_for_master(state["webui_url"], timeout, ui_token=ui_token,
-                                is_alive=lambda rec=rec: daemons.is_running(rec))
-                return state
-            except ClusterError as e:
-                how = daemons.exit_status(rec)   # collected before stop() reaps it
-                tail = (f"(the master process: {how})\n" if how else "") + log_tail(rec["log"])
-                self.stop()
-                # ports are chosen free, then bound by the JVM seconds later: another process
-                # may take one in between on a busy host; choose new ones and try again
-                if attempt < 2 and not fixed and ("Address already in use" in tail or "BindException" in tail):
-                    continue
-                raise ClusterError(f"{e}\n{tail}") from None
-        raise AssertionError("unreachable")
+        try:
+            state = start_master_process(
+                self.run_dir, host=host, secret=secret, timeout=timeout, port=port,
+                webui_port=webui_port, nice=nice, user=user, ui_host=ui_host,
+                properties=properties, ui_token=ui_token,
+                record=lambda st: self._save_state({**st, "workers": []}))
+        except BaseException:
+            self.stop()   # its master is stopped already: this removes the state file
+            raise
+        state = {**state, "workers": []}
+        self._save_state(state)
+        return state
 
     def add_worker(self, *, cores: int, memory: str, name: str | None = None,
                    secret: str | None = None, extra_env: dict[str, str] | None = None) -> dict:
@@ -303,6 +279,55 @@ class LocalCluster:
             for p in self.run_dir.glob("*.properties"):
                 p.unlink(missing_ok=True)
         return pids
+
+
+def start_master_process(run_dir: str | os.PathLike, *, host: str = "127.0.0.1",
+                         secret: str | None = None, timeout: float = 90.0,
+                         port: int | None = None, webui_port: int | None = None, nice: int = 0,
+                         user: daemons.DaemonUser | None = None, ui_host: str | None = None,
+                         properties: dict[str, str] | None = None, ui_token: str | None = None,
+                         record: Callable[[dict], None] | None = None) -> dict:
+    """Start a Spark master with its logs under ``run_dir`` and wait until it answers;
+    returns ``{"master": <its process record>, "host", "master_url", "webui_url",
+    "authenticate"}``. ``nice`` > 0 runs it at lower CPU priority; ``user``: who it runs as;
+    ``ui_host``: where its web UI binds (default ``host``); ``properties``: more Spark
+    properties; ``ui_token``: the UI guard's token, if its properties put one in front of the
+    UI. ``record`` is called with that dict (``master`` the record of a process about to
+    start) before the process exists, so the caller's store can find it if this one dies.
+    A master that does not come up is stopped and the error carries its log's last lines."""
+    fixed = bool(port or webui_port)
+    for attempt in range(1 if fixed else 3):
+        p, w = free_ports(2, host)
+        p, w = port or p, webui_port or w
+        uhost = ui_host or host
+        state = {"master": None, "host": host,
+                 "master_url": master_url(host, p), "webui_url": webui_url(uhost, w),
+                 "authenticate": bool(secret)}
+        rec = daemons.start_master(
+            Path(run_dir), host=host, port=p, webui_port=w,
+            properties={**auth_properties(secret),
+                        # a taken port fails the start (retried below) instead of moving
+                        # silently to +1
+                        "spark.port.maxRetries": "0", **(properties or {})},
+            nice=nice, user=user, ui_host=ui_host,
+            record=(lambda r, state=state: record({**state, "master": r})) if record else None)
+        state["master"] = rec
+        if record:
+            record(dict(state))
+        try:
+            wait_for_master(state["webui_url"], timeout, ui_token=ui_token,
+                            is_alive=lambda rec=rec: daemons.is_running(rec))
+            return state
+        except ClusterError as e:
+            how = daemons.exit_status(rec)   # collected before stop_daemon reaps it
+            tail = (f"(the master process: {how})\n" if how else "") + log_tail(rec["log"])
+            daemons.stop_daemon(rec)
+            # ports are chosen free, then bound by the JVM seconds later: another process may
+            # take one in between on a busy host; choose new ones and try again
+            if attempt < 2 and not fixed and ("Address already in use" in tail or "BindException" in tail):
+                continue
+            raise ClusterError(f"{e}\n{tail}") from None
+    raise AssertionError("unreachable")
 
 
 def log_tail(path: str, lines: int = 15) -> str:

@@ -65,6 +65,9 @@ def cluster_rows(users: list[dict], now: float | None = None) -> list[dict]:
             state = server.get("state") or {}
             cluster = state.get("cluster") if isinstance(state, dict) else None
             cluster = cluster if isinstance(cluster, dict) else {}
+            # the hub keeps a summary of her cluster's state (older hubs: the whole state)
+            if isinstance(cluster.get("summary"), dict):
+                cluster = cluster["summary"]
             master = cluster.get("master") if isinstance(cluster.get("master"), dict) else {}
             if server.get("pending"):
                 phase = "pending"

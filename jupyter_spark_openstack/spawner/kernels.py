@@ -42,15 +42,15 @@ def user_kernel_settings(spawner, cluster: SparkCluster, options: ClusterOptions
     )
     desc = options.describe()
     specs = []
-    connect = cluster.state.get("connect") or {}
-    if connect.get("url"):
-        token_file = _private_copy(connect["token_file"], user_dir / "connect-token", owner)
+    connect = cluster.state.connect
+    if connect is not None and connect.url:
+        token_file = _private_copy(connect.token_file, user_dir / "connect-token", owner)
         tls = {}
-        if connect.get("ca_file"):   # her head, over TLS: she trusts her cluster's CA only
-            tls = {"connect_ca_file": _private_copy(connect["ca_file"], user_dir / "connect-ca.pem", owner),
-                   "connect_tls_name": connect["server_name"]}
+        if connect.ca_file:   # her head, over TLS: she trusts her cluster's CA only
+            tls = {"connect_ca_file": _private_copy(connect.ca_file, user_dir / "connect-ca.pem", owner),
+                   "connect_tls_name": connect.server_name}
         specs.append(KernelSettings.parse(
-            name="pyspark", display_name=f"PySpark ({desc})", connect_url=connect["url"],
+            name="pyspark", display_name=f"PySpark ({desc})", connect_url=connect.url,
             connect_token_file=token_file, **tls, **common))
         specs.append(KernelSettings.parse(
             name="pyspark-classic", display_name=f"PySpark classic, RDD API ({desc})", **common))

@@ -27,6 +27,7 @@ from ..core.provisioners import load_provisioner_class
 from ..core.spark import ports, uiguard
 from ..core.spark.daemons import DaemonUser
 from ..core.spark.home import is_spark_home
+from ..core.state import ref_of
 from .hubstate import HubState, Usage
 
 #: hub variables no allow-list may pass to a user's daemons
@@ -446,35 +447,51 @@ class SparkClusterMixin(LoggingConfigurable):
     _cluster: SparkCluster | None = None
 
     def get_state(self):
+        """The hub's database keeps a reference to her cluster's state (its one store is
+        ``cluster.json`` in her run directory, see :mod:`..core.state`) and a summary for the
+        admin API, which nothing reads back."""
         state = super().get_state()
         if self._cluster is not None:
-            state["cluster"] = self._cluster.get_state()
+            cs = self._cluster.state
+            state["cluster"] = {"cluster_id": cs.cluster_id, "run_dir": cs.run_dir,
+                                "version": cs.version, "summary": cs.summary()}
         return state
 
     def load_state(self, state):
         super().load_state(state)
-        cstate = (state or {}).get("cluster")
-        if cstate and cstate.get("phase") != "stopped":
-            try:
-                self._cluster = SparkCluster.from_state(self._cluster_config(),
-                                                        self._get_provisioner(), cstate,
-                                                        on_change=self._persist_soon,
-                                                        logger=self.log)
-            except ClusterError as e:  # e.g. a path outside the run directory: refused
-                self.log.error("ignoring the saved Spark cluster of %s: %s", self._log_name, e)
-                return
-            try:
-                options = self.options_schema.parse(cstate.get("options") or {})
-                self._hub.usage[self._key] = Usage(self.user.name, self.name or "", options, self.cluster_id)
-            except ValidationError:
-                pass
+        saved = (state or {}).get("cluster")
+        ref = ref_of(saved)
+        if ref is None:
+            return
+        try:
+            cluster = SparkCluster.load(self._cluster_config(), self._get_provisioner(), ref,
+                                        on_change=self._persist_soon, logger=self.log)
+            if cluster is None and "records" in saved and saved.get("phase") != "stopped":
+                # a database entry of version 1 or 2 was a whole copy of the state: with no
+                # cluster.json left it is all there is, and becomes the file
+                cluster = SparkCluster.from_state(self._cluster_config(), self._get_provisioner(),
+                                                  saved, on_change=self._persist_soon,
+                                                  logger=self.log)
+                if cluster.run_dir.is_dir():
+                    cluster._save()
+        except ClusterError as e:  # e.g. a path outside the run directory: refused
+            self.log.error("ignoring the saved Spark cluster of %s: %s", self._log_name, e)
+            return
+        if cluster is None or cluster.state.phase == "stopped":
+            return
+        self._cluster = cluster
+        try:
+            options = self.options_schema.parse(cluster.state.options)
+            self._hub.usage[self._key] = Usage(self.user.name, self.name or "", options, self.cluster_id)
+        except ValidationError:
+            pass
 
     def clear_state(self):
         """Called when the notebook server stopped. A cluster that is not yet deleted stays in
         the state (LocalProcessSpawner.stop calls this *before* our cluster is torn down, and a
         cluster whose deletion failed must still be found next time)."""
         super().clear_state()
-        if self._cluster is not None and self._cluster.state.get("phase") == "stopped":
+        if self._cluster is not None and self._cluster.state.phase == "stopped":
             self._cluster = None
             self._hub.usage.pop(self._key, None)
 
@@ -727,16 +744,16 @@ class SparkClusterMixin(LoggingConfigurable):
         from .kernels import user_kernel_settings  # noqa: PLC0415
 
         c = self._cluster
-        conn = c.state.get("connect") or {}
-        if not conn.get("url"):
+        conn = c.state.connect
+        if conn is None or not conn.url:
             return
-        options = self.options_schema.parse(c.state.get("options") or {})
+        options = self.options_schema.parse(c.state.options)
         settings = [k for k in user_kernel_settings(self, c, options, self._user_dir,
                                                     c.daemon_user.owner) if k.is_connect]
         env[ENV_KERNELSPECS] = encode(settings)
-        env[ENV_CONNECT_TOKEN] = read_token_file(conn["token_file"])
-        if conn.get("ca_file"):
-            env[ENV_CONNECT_CA] = Path(conn["ca_file"]).read_text()
+        env[ENV_CONNECT_TOKEN] = read_token_file(conn.token_file)
+        if conn.ca_file:
+            env[ENV_CONNECT_CA] = Path(conn.ca_file).read_text()
 
     def get_env(self):
         env = super().get_env()
@@ -744,21 +761,19 @@ class SparkClusterMixin(LoggingConfigurable):
         if c is not None and c.master_url and self._kernelspecs_in_env:
             env[ENV_MASTER_URL] = c.master_url
             env[ENV_WEBUI_URL] = c.webui_url or ""
-            env["SPARK_OPENSTACK_CLUSTER"] = f"{c.state['workers']} workers · {c.state['cores']} cores"
+            env["SPARK_OPENSTACK_CLUSTER"] = f"{c.state.workers} workers · {c.state.cores} cores"
             self._environment_kernelspecs(env)
             return env
         if c is not None and c.master_url:
             env[ENV_MASTER_URL] = c.master_url
             env[ENV_WEBUI_URL] = c.webui_url or ""
-            conn = (c.state.get("connect") or {}).get("url")
-            if conn:
-                env[ENV_CONNECT_URL] = conn
+            if c.state.connect and c.state.connect.url:
+                env[ENV_CONNECT_URL] = c.state.connect.url
             jpath = str(self._user_dir / "jupyter") if self._user_dir else ""
             env["JUPYTER_PATH"] = os.pathsep.join(p for p in (jpath, env.get("JUPYTER_PATH", "")) if p)
-            env["SPARK_OPENSTACK_CLUSTER"] = f"{c.state['workers']} workers · {c.state['cores']} cores"
-            guard = c.state.get("ui_guard") or {}
-            if guard.get("user_token_file"):
-                env[uiguard.ENV_TOKEN_FILE] = guard["user_token_file"]
+            env["SPARK_OPENSTACK_CLUSTER"] = f"{c.state.workers} workers · {c.state.cores} cores"
+            if c.state.ui_guard:
+                env[uiguard.ENV_TOKEN_FILE] = c.state.ui_guard.user_token_file
         return env
 
     # The admin view (serverext/admin.py) calls the hub API with the browser admin's own OAuth
@@ -786,6 +801,6 @@ class SparkClusterMixin(LoggingConfigurable):
         if self._cluster is None:
             return None
         s = self._cluster.state
-        return {"workers": s["workers"], "cores": s["cores"], "memory_mb": s["memory_mb"],
-                "started_at": s.get("started_at"), "master_url": self._cluster.master_url,
-                "age_seconds": (time.time() - s["started_at"]) if s.get("started_at") else None}
+        return {"workers": s.workers, "cores": s.cores, "memory_mb": s.memory_mb,
+                "started_at": s.started_at, "master_url": self._cluster.master_url,
+                "age_seconds": (time.time() - s.started_at) if s.started_at else None}

@@ -10,7 +10,7 @@ import pytest
 
 from jupyter_spark_openstack.demo.client import HubClient
 from jupyter_spark_openstack.demo.hubprocess import kill_processes, processes_under, start_hub
-from tests._clusters import master_state
+from tests._clusters import cluster_state, master_state
 
 from .conftest import CHROMIUM, CHROMIUM_ARGS
 
@@ -67,7 +67,7 @@ def test_login_options_progress_and_a_job_in_the_browser(tmp_path, artifacts):
             finally:
                 page.screenshot(path=str(artifacts / "hub-notebook-job.png"))
             browser.close()
-        cluster = client.api("GET", "/users/dora").json()["servers"][""]["state"]["cluster"]
+        cluster = cluster_state(client.api("GET", "/users/dora").json()["servers"][""]["state"]["cluster"])
         apps = master_state(cluster).active_apps
         assert [a.name for a in apps] == ["spark-connect-dora"]
         client.stop("dora")
