@@ -277,7 +277,7 @@ def main() -> int:
     cn = med(x["wall_s"] for x in res["container_parallel"])
     pairs = [c["wall_s"] / p["wall_s"] for c, p in zip(
         sorted(res["container_single"], key=lambda x: x["pair"]),
-        sorted(res["process_single"], key=lambda x: x["pair"]))]
+        sorted(res["process_single"], key=lambda x: x["pair"]), strict=True)]
     machines = [m for x in res["container_parallel"] for m in x["machines"]]
     mem = {"machines_measured": len(machines),
            "median_pss_mib": med(m["pss_mib"] for m in machines),
