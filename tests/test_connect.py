@@ -242,6 +242,13 @@ class Kernel:
                 result["error"] += f"{c['ename']}: {c['evalue']}"
         return result
 
+    def messages(self, code: str, timeout: float = 120) -> tuple[str, list[dict]]:
+        """Run ``code``; ``(status, every iopub message of the cell)``."""
+        msgs: list[dict] = []
+        reply = self.kc.execute_interactive(code, timeout=timeout, store_history=False,
+                                            output_hook=msgs.append)
+        return reply["content"]["status"], msgs
+
     @property
     def pid(self) -> int:
         return self.km.provisioner.process.pid
@@ -304,6 +311,28 @@ def test_connect_kernel_runs_spark_and_a_python_udf(kernel_a):
                      "print(sorted(r[0] for r in spark.range(5).select(f('id')).collect()))")
     assert r["status"] == "ok", r["error"]
     assert r["stdout"].strip() == "[1, 3, 5, 7, 9]"
+
+
+SLOW_TASKS = """
+import time
+from pyspark.sql.functions import udf
+spark.version   # the session exists before udf() looks for it
+slow = udf(lambda x: (time.sleep(0.15), x)[1], "long")
+print(sum(r.v for r in spark.range(0, 40, 1, 40).select(slow("id").alias("v")).collect()))
+"""
+
+
+@pytest.mark.spark
+def test_connect_kernel_shows_live_progress_under_the_cell(kernel_a):
+    """A job of 40 slow tasks: the display appears, moves (the server's progress reports,
+    through PySpark's progress handler API) and ends as a one-line summary; the cell's own
+    output is unchanged."""
+    from tests._progress import assert_live_progress
+
+    status, msgs = kernel_a.messages(SLOW_TASKS)
+    assert status == "ok", [m["content"] for m in msgs if m["msg_type"] == "error"]
+    assert any(m["msg_type"] == "stream" and m["content"]["text"].strip() == "780" for m in msgs)
+    assert_live_progress(msgs, 40, "operation")
 
 
 @pytest.mark.spark

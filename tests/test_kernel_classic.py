@@ -130,6 +130,26 @@ def test_kernel_answers_at_once_then_runs_spark_on_the_cluster(tmp_path, spark_c
     assert glob.glob(f"/tmp/spark-openstack-{app_name}-*") == []
 
 
+@pytest.mark.spark
+def test_classic_kernel_shows_live_progress_under_the_cell(tmp_path, spark_cluster):
+    """A job of 40 slow tasks: the status tracker, read by the kernel's own thread, feeds a
+    display that appears, moves and ends as a one-line summary."""
+    from tests._progress import assert_live_progress
+
+    settings = KernelSettings.parse(master=spark_cluster["master_url"], name="pyspark-progress",
+                                    executor_memory="512m", cores_max=2)
+    with running_kernel(tmp_path, settings) as k:
+        reply, _, _ = execute(k["kc"], "sc.parallelize(range(4), 2).count()")   # session up
+        assert reply["status"] == "ok", reply
+        msgs: list[dict] = []
+        reply = k["kc"].execute_interactive(
+            "print(sc.parallelize(range(40), 40).map(lambda x: (__import__('time').sleep(0.15), x)[1]).sum())",
+            timeout=180, output_hook=msgs.append)
+        assert reply["content"]["status"] == "ok", reply
+        assert any(m["msg_type"] == "stream" and m["content"]["text"].strip() == "780" for m in msgs)
+        assert_live_progress(msgs, 40, "job")
+
+
 def test_unreachable_master_is_a_clear_error_in_the_cell_and_the_log(tmp_path):
     port = free_port()
     master = f"spark://127.0.0.1:{port}"

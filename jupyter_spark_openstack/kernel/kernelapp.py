@@ -91,6 +91,11 @@ class SparkKernelApp(IPKernelApp):
                 pass
 
         shell.events.register("post_execute", swap_in_real_objects)
+        # live Spark progress under each running cell (kernel/progress.py)
+        from .progress import ProgressTracker  # noqa: PLC0415
+
+        ProgressTracker(lambda: (starter.spark, starter.sc) if starter.state == "ready" else None
+                        ).install(shell)
 
 
 def _exit_on_sigterm(signum, frame):

@@ -34,6 +34,7 @@ import yaml
 from ..errors import ValidationError
 from ..models import parse_abs_path, parse_memory, parse_os_name, parse_safe_token
 from ..spark import daemons, ports
+from ..spark.connect import CONNECT_DEFAULTS
 from ..tls import ClusterTLS
 from .cloudconfig import (
     CONF_DIR,
@@ -143,6 +144,7 @@ def build_head_cloud_config(*, hostname: str, secret: str | None, token: str, tl
         "spark.sql.warehouse.dir": f"{HEAD_DIR}/spark-warehouse",
         "spark.local.dir": f"{HEAD_DIR}/tmp",
         "spark.executorEnv.PYSPARK_PYTHON": env["PYSPARK_PYTHON"],
+        **CONNECT_DEFAULTS,
         **parse_worker_spark_conf(connect_conf, "connect_conf"),
         # ours, last: where the endpoint binds, the token, the cluster's authentication
         "spark.connect.grpc.binding.address": "127.0.0.1",

@@ -246,6 +246,12 @@ def client_url(port: int) -> str:
 
 
 # ---- start / stop --------------------------------------------------------------------------
+#: what every Connect server of ours runs with unless its conf says otherwise: progress reports
+#: to the client every 500 ms (Spark's default is 2 s), so the live display under a running
+#: cell (:mod:`...kernel.progress`) moves at least every second
+CONNECT_DEFAULTS = {"spark.connect.progress.reportInterval": "500ms"}
+
+
 def connect_properties(*, master_url: str, port: int, token: str, host: str = "127.0.0.1",
                        driver_host: str | None = None,
                        driver_memory: str = DEFAULT_DRIVER_MEMORY, python: str | None = None,
@@ -254,7 +260,7 @@ def connect_properties(*, master_url: str, port: int, token: str, host: str = "1
     """Every Spark property of the server (the properties file's content). ``host``: where
     its gRPC endpoint binds (loopback); ``driver_host``: where its driver listens for its
     executors (default ``host``; the hub's address when the workers are other machines)."""
-    props = dict(conf or {})
+    props = {**CONNECT_DEFAULTS, **(conf or {})}
     props.update({
         "spark.master": master_url,
         "spark.app.name": props.get("spark.app.name", app_name),
