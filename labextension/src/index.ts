@@ -1,7 +1,8 @@
 /**
  * jupyter-spark-openstack JupyterLab extension: the "Spark cluster" sidebar
- * panel, the status bar item, the dead-kernel diagnostics dialog and the
- * hub-admin view of every user's cluster.
+ * panel, the status bar item, the dead-kernel diagnostics dialog, the live
+ * Spark progress under a running cell and the hub-admin view of every user's
+ * cluster.
  */
 import {
   ILabShell,
@@ -12,12 +13,14 @@ import { ICommandPalette, MainAreaWidget } from '@jupyterlab/apputils';
 import { IConsoleTracker } from '@jupyterlab/console';
 import { URLExt } from '@jupyterlab/coreutils';
 import { INotebookTracker } from '@jupyterlab/notebook';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ServerConnection } from '@jupyterlab/services';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { RequestFn, SparkApi } from './api';
 import { showDiagnostics } from './dialog';
 import { ClusterModel } from './model';
+import { progressRendererFactory } from './progress';
 import { DeadKernelWatcher } from './watcher';
 import { AdminView, SparkClusterPanel, SparkStatus } from './widgets';
 
@@ -50,17 +53,22 @@ function makeRequest(settings: ServerConnection.ISettings): RequestFn {
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'jupyter-spark-openstack:plugin',
-  description: 'Spark cluster panel, status bar item, dead-kernel diagnostics and admin view.',
+  description: 'Spark cluster panel, status bar item, dead-kernel diagnostics, live Spark progress and admin view.',
   autoStart: true,
-  optional: [ILabShell, IStatusBar, INotebookTracker, IConsoleTracker, ICommandPalette],
+  optional: [ILabShell, IStatusBar, INotebookTracker, IConsoleTracker, ICommandPalette, IRenderMimeRegistry],
   activate: (
     app: JupyterFrontEnd,
     labShell: ILabShell | null,
     statusBar: IStatusBar | null,
     notebooks: INotebookTracker | null,
     consoles: IConsoleTracker | null,
-    palette: ICommandPalette | null
+    palette: ICommandPalette | null,
+    rendermime: IRenderMimeRegistry | null
   ) => {
+    // the live Spark progress under a running cell (src/progress.ts)
+    if (rendermime) {
+      rendermime.addFactory(progressRendererFactory);
+    }
     const api = new SparkApi(makeRequest(app.serviceManager.serverSettings));
     const model = new ClusterModel(api);
     let isAdmin = false;

@@ -25,6 +25,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 ARTIFACTS = Path(__file__).resolve().parent.parent.parent / "test-artifacts"
 BROKEN_KERNEL = "pyspark-broken"
 NO_MASTER_KERNEL = "pyspark-nomaster"
+LIVE_KERNEL = "pyspark-live"
 
 
 def pytest_collection_modifyitems(items):
@@ -75,8 +76,16 @@ def lab(tmp_path_factory, spark_cluster, bare_python):
         "env": {ENV_MASTER_URL: f"spark://127.0.0.1:{closed}",
                 ENV_START_TIMEOUT: "20"},
         "metadata": {METADATA_KEY: {"master_url": f"spark://127.0.0.1:{closed}"}}}))
+    # the project's real PySpark kernel (classic) on the session cluster
+    from jupyter_spark_openstack.core.kernelspec import install_kernelspec
+    from jupyter_spark_openstack.core.models import KernelSettings
+
+    install_kernelspec(KernelSettings.parse(master=spark_cluster["master_url"], name=LIVE_KERNEL,
+                                            display_name="PySpark (live)", executor_memory="512m",
+                                            cores_max=2, webui_url=spark_cluster["webui_url"]),
+                       prefix=root / "prefix")
     env = {
-        "JUPYTER_PATH": str(share),
+        "JUPYTER_PATH": os.pathsep.join([str(share), str(root / "prefix" / "share" / "jupyter")]),
         ENV_MASTER_URL: spark_cluster["master_url"],
         ENV_WEBUI_URL: spark_cluster["webui_url"],
         "SPARK_OPENSTACK_KERNEL_LOG_DIR": str(root / "kernel-logs"),
