@@ -54,7 +54,6 @@ from .state import (
     ClusterState,
     ConnectState,
     MasterState,
-    SizeState,
     StateRef,
     StateVersionError,
     UiGuardState,
@@ -162,7 +161,7 @@ class SparkCluster:
             key=naming.user_key(owner, server_name), owner=owner, server_name=server_name,
             hub_id=config.hub_id, provisioner=provisioner.name, run_dir=str(run_dir),
             options=options.to_dict(),
-            size=SizeState(options.size.name, options.size.cores, options.size.memory),
+            size=options.size,
             workers=options.workers, cores=options.total_cores,
             memory_mb=options.total_memory_mb, placement=head_placement(config, provisioner))
         return cls(config, provisioner, state, **kw)

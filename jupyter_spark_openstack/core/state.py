@@ -32,6 +32,7 @@ from typing import Any, ClassVar, Literal
 
 from . import safefs
 from .errors import ClusterError
+from .options import WorkerSize
 from .provisioners.base import WorkerRecord
 
 #: the version of the cluster state this code writes; older ones are migrated as they are read
@@ -49,15 +50,6 @@ class StateVersionError(ClusterError):
 
 def _fields(cls, d: dict) -> dict:
     return {k: d[k] for k in cls.__dataclass_fields__ if k in d}
-
-
-@dataclass(frozen=True)
-class SizeState:
-    """The worker size she chose (the provisioner maps its name to a flavor, a machine...)."""
-
-    name: str
-    cores: int
-    memory: str
 
 
 @dataclass(frozen=True)
@@ -137,7 +129,8 @@ class ClusterState:
     hub_id: str
     provisioner: str
     run_dir: str
-    size: SizeState
+    #: the worker size she chose (the provisioner maps its name to a flavor, a machine...)
+    size: WorkerSize
     workers: int
     cores: int
     memory_mb: int
@@ -177,7 +170,7 @@ class ClusterState:
         d = migrate(d)
         try:
             out = dict(_fields(cls, d))
-            out["size"] = SizeState(**_fields(SizeState, d["size"]))
+            out["size"] = WorkerSize(**_fields(WorkerSize, d["size"]))
             out["records"] = tuple(WorkerRecord.from_dict(r) for r in d.get("records") or ())
             for name, typ in (("master", MasterState), ("connect", ConnectState),
                               ("ui_guard", UiGuardState)):
