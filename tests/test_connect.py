@@ -228,10 +228,8 @@ class Kernel:
         self.kc.wait_for_ready(timeout=60)
 
     def run(self, code: str, timeout: float = 60) -> dict:
-        outputs = []
-        reply = self.kc.execute_interactive(code, timeout=timeout, store_history=False,
-                                            output_hook=lambda m: outputs.append(m))
-        result = {"status": reply["content"]["status"], "text": "", "stdout": "", "error": ""}
+        status, outputs = self.messages(code, timeout)
+        result = {"status": status, "text": "", "stdout": "", "error": ""}
         for m in outputs:
             c = m["content"]
             if m["msg_type"] == "execute_result":

@@ -15,7 +15,8 @@ everything already created before the error is raised.
 Where things live (``run_dir`` = ``<base>/<user_key>``, see :mod:`.naming`):
 
 * ``run_dir`` (0711, the hub's): ``cluster.json`` (the state, with the master's and Connect
-  server's process records), the secret, and the daemons' logs. Nothing in it is writable by the user.
+  server's process records), the secret, and the daemons' logs. Nothing in it is writable by
+  the user.
 * ``run_dir/session-XXXX`` (0711, the hub's), made fresh at every start: ``conf/`` with each
   daemon's properties file (created new, owned by the user, 0600), the user's kernelspecs and
   her copies of the secret and the Connect token (the spawner writes them), and ``work/``
@@ -24,7 +25,8 @@ Where things live (``run_dir`` = ``<base>/<user_key>``, see :mod:`.naming`):
 
 A state read back (:meth:`SparkCluster.load`, :meth:`SparkCluster.from_state`) is checked
 first: every path in it must lie under ``run_dir``, and ``run_dir`` under
-:attr:`ClusterConfig.base_dir`; otherwise it is refused (:class:`~.safefs.UnsafePathError`) and nothing is stopped or deleted from it.
+:attr:`ClusterConfig.base_dir`; otherwise it is refused (:class:`~.safefs.UnsafePathError`)
+and nothing is stopped or deleted from it.
 """
 
 from __future__ import annotations
@@ -172,11 +174,10 @@ class SparkCluster:
         """A cluster from a state (or its JSON form, migrated), once every path in it is
         checked (module docstring): a state naming paths elsewhere raises
         :class:`~.safefs.UnsafePathError`."""
-        if not isinstance(state, ClusterState):
-            statemod.check_run_dir(state.get("run_dir") if isinstance(state, dict) else None,
-                                   config.base_dir)
-            state = ClusterState.from_dict(state)
-        state.check_paths(config.base_dir)
+        if isinstance(state, ClusterState):
+            state.check_paths(config.base_dir)
+        else:
+            state = statemod.parse(state, config.base_dir)
         return cls(config, provisioner, state, **kw)
 
     @classmethod
@@ -412,8 +413,7 @@ class SparkCluster:
                 start_master_process, run_dir, host=self.config.master_host, secret=secret,
                 timeout=min(120.0, self.config.start_timeout), nice=self.config.daemon_nice,
                 user=self.daemon_user, ui_host=self.config.ui_host, properties=self.spark_conf,
-                ui_token=self.ui_token, record=record)
-        record(st)
+                ui_token=self.ui_token, record=record)   # its last call recorded st
         self.emit(20, f"Spark master ready at {st['master_url']}")
 
     def _thread_recorder(self, changes: Callable[[dict], dict]) -> Callable[[dict], None]:

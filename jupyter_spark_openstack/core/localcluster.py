@@ -84,9 +84,7 @@ class LocalCluster:
         except BaseException:
             self.stop()   # its master is stopped already: this removes the state file
             raise
-        state = {**state, "workers": []}
-        self._save_state(state)
-        return state
+        return {**state, "workers": []}   # as its last record() saved it
 
     def add_worker(self, *, cores: int, memory: str, name: str | None = None,
                    secret: str | None = None, extra_env: dict[str, str] | None = None) -> dict:
@@ -293,7 +291,8 @@ def start_master_process(run_dir: str | os.PathLike, *, host: str = "127.0.0.1",
     ``ui_host``: where its web UI binds (default ``host``); ``properties``: more Spark
     properties; ``ui_token``: the UI guard's token, if its properties put one in front of the
     UI. ``record`` is called with that dict (``master`` the record of a process about to
-    start) before the process exists, so the caller's store can find it if this one dies.
+    start) before the process exists, so the caller's store can find it if this one dies,
+    and last with the dict this returns, once the process runs.
     A master that does not come up is stopped and the error carries its log's last lines."""
     fixed = bool(port or webui_port)
     for attempt in range(1 if fixed else 3):

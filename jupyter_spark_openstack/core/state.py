@@ -158,6 +158,12 @@ class ClusterState:
     def ref(self) -> StateRef:
         return StateRef(self.cluster_id, self.run_dir)
 
+    def database_entry(self) -> dict:
+        """What the hub's database keeps (read back by :func:`ref_of`): the reference, the
+        version, and :meth:`summary`."""
+        return {"cluster_id": self.cluster_id, "run_dir": self.run_dir, "version": self.version,
+                "summary": self.summary()}
+
     # ---- (de)serialisation -------------------------------------------------------------
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -208,18 +214,14 @@ class ClusterState:
     def check_paths(self, base_dir: str | os.PathLike | None) -> None:
         """Refuse (:class:`~.safefs.UnsafePathError`) a state naming a path outside its
         run directory, or a run directory outside ``base_dir``."""
-        check_run_dir(self.run_dir, base_dir)
+        if not isinstance(self.run_dir, str) or not self.run_dir:
+            raise safefs.UnsafePathError(f"refusing cluster state without a run_dir ({self.run_dir!r})")
+        if base_dir is not None:
+            safefs.require_under(self.run_dir, base_dir, "run_dir")
         for name, value in self.paths().items():
             if not isinstance(value, str):
                 raise safefs.UnsafePathError(f"refusing cluster state: {name} is {value!r}")
             safefs.require_under(value, self.run_dir, name)
-
-
-def check_run_dir(run_dir: object, base_dir: str | os.PathLike | None) -> None:
-    if not isinstance(run_dir, str) or not run_dir:
-        raise safefs.UnsafePathError(f"refusing cluster state without a run_dir ({run_dir!r})")
-    if base_dir is not None:
-        safefs.require_under(run_dir, base_dir, "run_dir")
 
 
 # ---- the one store ------------------------------------------------------------------------
@@ -241,7 +243,12 @@ def read(path: str | os.PathLike, base_dir: str | os.PathLike | None) -> Cluster
         raise StateVersionError(f"a cluster state is a JSON object, not {type(d).__name__}")
     if d.get("run_dir") != str(path.parent):
         raise safefs.UnsafePathError(f"it names run_dir {d.get('run_dir')!r}, not its own directory")
-    check_run_dir(d.get("run_dir"), base_dir)
+    return parse(d, base_dir)
+
+
+def parse(d: object, base_dir: str | os.PathLike | None) -> ClusterState:
+    """A state from its JSON form: migrated, typed, and every path in it checked
+    (:meth:`ClusterState.check_paths`)."""
     state = ClusterState.from_dict(d)
     state.check_paths(base_dir)
     return state

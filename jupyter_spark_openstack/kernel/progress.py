@@ -111,6 +111,8 @@ class CellProgress:
         self.started = clock()
         self.display_id = uuid.uuid4().hex
         self.ops: dict[str, Operation] = {}
+        #: classic: the status tracker's job ids this cell has seen (read again at its end)
+        self.jobs_seen: set[int] = set()
         self._lock = threading.Lock()
         self._shown = False
         self._last = 0.0
@@ -342,10 +344,8 @@ class ProgressTracker:
     # ---- cells ---------------------------------------------------------------------------
     def pre_run_cell(self, info=None) -> None:
         self.post_run_cell()
-        ses = self.session()
+        ses = self._attach()
         kind = "connect" if ses is not None and self.is_connect(ses[0]) else "classic"
-        if ses is not None:
-            self._attach()
         self.cell = CellProgress(self.publish, kind=kind, ui_base=self._ui_base)
         if kind == "classic":
             # the poller runs in this cell's context: its displays go under this cell
@@ -356,7 +356,6 @@ class ProgressTracker:
             self._poller.start()
 
     def _poll(self, cell: CellProgress, stop: threading.Event) -> None:
-        seen: set[int] = set()
         while not stop.wait(self.poll_interval):
             ses = self._attach()
             if ses is None:
@@ -367,7 +366,7 @@ class ProgressTracker:
                 return
             cell.ui_base = cell.ui_base or self._ui_base
             try:
-                cell.classic_update(read_status_tracker(sc, seen))
+                cell.classic_update(read_status_tracker(sc, cell.jobs_seen))
             except Exception:  # noqa: BLE001 - e.g. the driver stopped meanwhile
                 log.debug("reading the status tracker failed", exc_info=True)
 
@@ -381,7 +380,7 @@ class ProgressTracker:
             ses = self.session()
             if cell is not None and ses is not None and not self.is_connect(ses[0]):
                 try:
-                    cell.classic_update(read_status_tracker(ses[1], {int(k[4:]) for k in cell.ops}))
+                    cell.classic_update(read_status_tracker(ses[1], cell.jobs_seen))
                 except Exception:  # noqa: BLE001
                     pass
         if cell is not None:

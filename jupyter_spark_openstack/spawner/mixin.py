@@ -452,9 +452,7 @@ class SparkClusterMixin(LoggingConfigurable):
         admin API, which nothing reads back."""
         state = super().get_state()
         if self._cluster is not None:
-            cs = self._cluster.state
-            state["cluster"] = {"cluster_id": cs.cluster_id, "run_dir": cs.run_dir,
-                                "version": cs.version, "summary": cs.summary()}
+            state["cluster"] = self._cluster.state.database_entry()
         return state
 
     def load_state(self, state):
@@ -801,6 +799,5 @@ class SparkClusterMixin(LoggingConfigurable):
         if self._cluster is None:
             return None
         s = self._cluster.state
-        return {"workers": s.workers, "cores": s.cores, "memory_mb": s.memory_mb,
-                "started_at": s.started_at, "master_url": self._cluster.master_url,
+        return {**s.summary(),
                 "age_seconds": (time.time() - s.started_at) if s.started_at else None}
