@@ -137,8 +137,16 @@ def stop_hub_leaving_nothing(hub: HubProcess) -> None:
     runs under its directory and fail naming it: for tests and benchmarks."""
     hub.stop()
     left = processes_under(hub.dir)
+    named = [_describe(p) for p in left]  # before they are killed: a dead one has no cmdline
     kill_processes(left)
-    assert not left, f"processes left after the hub stopped: {[p.cmdline()[:3] for p in left]}"
+    assert not left, f"processes left after the hub stopped: {named}"
+
+
+def _describe(p: psutil.Process) -> str:
+    try:
+        return f"{p.pid} {' '.join(p.cmdline()[:3])}"
+    except psutil.Error:
+        return f"{p.pid} (exited)"
 
 
 def start_hub(directory, *, attempts: int = 3, **config) -> HubProcess:
