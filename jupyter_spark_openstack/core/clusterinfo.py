@@ -33,6 +33,8 @@ from .spark.master_client import MasterState, error_text, fetch_master_state, ht
 from .spark.ports import MASTER_WEBUI_PORT, webui_url
 
 APP_ID_RE = re.compile(r"^app-[0-9]{14}-[0-9]{4,}$")
+#: a standalone worker's id: ``worker-<yyyyMMddHHmmss>-<host>-<port>``
+WORKER_ID_RE = re.compile(r"^worker-[0-9]{14}-[A-Za-z0-9.:\-]{1,253}-[0-9]{1,5}$")
 
 
 # ---- which master ---------------------------------------------------------------------

@@ -6,7 +6,8 @@ into ``etc/jupyter`` by pip). Routes, all under the server's base URL (see api-c
 - ``GET spark-openstack/api/cluster``                      cluster state (cached, coalesced)
 - ``GET spark-openstack/api/kernels/{kernel_id}/diagnostics``  why a kernel died
 - ``GET spark-openstack/api/doctor``                       setup checks
-- ``GET spark-openstack/ui/master/...``, ``ui/app/{app_id}/...``  Spark UIs through this server
+- ``GET spark-openstack/ui/master/...``, ``ui/app/{app_id}/...``, ``ui/worker/{worker_id}/...``
+  Spark UIs through this server (also under ``ui/x/{xsrf}/``: see proxy.py)
 
 Other modules add routes through :func:`extra_handlers`: a module ``serverext/admin.py`` that
 defines ``get_handlers() -> [(path_below_spark_openstack, HandlerClass), ...]`` is picked up
@@ -165,9 +166,10 @@ def _load_jupyter_server_extension(serverapp) -> None:
         (url_path_join(base, "api", "doctor"), DoctorHandler),
     ]
     if config.proxy_ui:
+        ui = url_path_join(base, "ui") + r"(?:/x/(?P<xsrf>[^/]+))?"  # see proxy.py on the token
         handlers += [
-            (url_path_join(base, "ui") + r"/(?P<kind>master)(?P<path>/.*)?", SparkUIProxyHandler),
-            (url_path_join(base, "ui") + r"/(?P<kind>app)/(?P<app_id>[^/]+)(?P<path>/.*)?", SparkUIProxyHandler),
+            (ui + r"/(?P<kind>master)(?P<path>/.*)?", SparkUIProxyHandler),
+            (ui + r"/(?P<kind>app|worker)/(?P<app_id>[^/]+)(?P<path>/.*)?", SparkUIProxyHandler),
         ]
     handlers += [(url_path_join(base, path), cls) for path, cls in extra_handlers(serverapp.log)]
     web_app.add_handlers(".*$", handlers)

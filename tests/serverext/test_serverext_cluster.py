@@ -115,23 +115,54 @@ async def test_cluster_endpoint_and_ui_proxy_with_a_running_kernel(jp_fetch, jp_
         r = await jp_fetch("spark-openstack", "ui", "master/")
         html = r.body.decode()
         assert r.code == 200 and app["id"] in html
+        assert r.headers["Referrer-Policy"] == "same-origin"
+        # (under JupyterHub the links also carry her XSRF token: tests/browser/test_hub_demo_browser.py)
+        tokened = prefix
         assert f'href="{prefix}master/static/webui.css"' in html
         assert f'href="{prefix}app/{app["id"]}/"' in html
         css = await jp_fetch("spark-openstack", "ui", "master", "static", "webui.css")
         assert css.code == 200 and "text/css" in css.headers["Content-Type"]
+        css = await jp_fetch("spark-openstack", "ui", "x", "any", "master", "static", "webui.css")
+        assert css.code == 200 and "text/css" in css.headers["Content-Type"]  # the token form
+
+        # each worker the master lists: its link there and its own UI go through the proxy
+        workers = {w["id"] for w in body["workers"]}
+        for wid in workers:
+            assert f'href="{tokened}worker/{wid}' in html, wid
+            r = await _fetch_ok(jp_fetch, "spark-openstack", "ui", "worker", wid + "/")
+            assert r.code == 200 and "Spark Worker" in r.body.decode()
+        # not an open proxy: a worker id the master does not list, or not a worker id, is 404
+        for bad in ("worker-20000101000000-127.0.0.1-1", "127.0.0.1:22", "worker-x"):
+            with pytest.raises(HTTPClientError) as e:
+                await jp_fetch("spark-openstack", "ui", "worker", bad + "/")
+            assert e.value.code == 404, bad
 
         # the app (driver) UI: its root shows the Jobs page, redirects stay under the prefix
         r = await _fetch_ok(jp_fetch, "spark-openstack", "ui", "app", app["id"] + "/")
         html = r.body.decode()
         assert r.code == 200 and app_name in html
-        assert f"setUIRoot('{prefix}app/{app['id']}')" in html
-        assert f'src="{prefix}app/{app["id"]}/static/webui.js"' in html
+        assert f"setUIRoot('{tokened}app/{app['id']}')" in html
+        assert "setAppBasePath('')" in html  # the JS joins uiRoot + appBasePath: prefix one only
+        assert f'src="{tokened}app/{app["id"]}/static/webui.js"' in html
         with pytest.raises(HTTPClientError) as e:
             await jp_fetch("spark-openstack", "ui", "app", app["id"], "jobs", follow_redirects=False)
         assert e.value.code in (301, 302)
         assert e.value.response.headers["Location"] == f"{prefix}app/{app['id']}/jobs/"
         r = await _fetch_ok(jp_fetch, "spark-openstack", "ui", "app", app["id"], "executors/")
-        assert r.code == 200 and "executorspage" in r.body.decode()
+        page = r.body.decode()
+        assert r.code == 200 and f'from "{tokened}app/{app["id"]}/static/executorspage.js"' in page
+        # the executors' log links (REST) -> the proxied worker UI that has the log
+        deadline = time.monotonic() + 60  # the driver lists its executor once it registered
+        while True:
+            r = await _fetch_ok(jp_fetch, "spark-openstack", "ui", "app", app["id"], "api", "v1",
+                                "applications", app["id"], "allexecutors")
+            logs = [url for e in json.loads(r.body) if e["id"] != "driver"
+                    for url in e.get("executorLogs", {}).values()]
+            if logs or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        assert logs and all(u.startswith(f"{tokened}worker/worker-") and "/logPage/?" in u
+                            for u in logs), logs
         r = await _fetch_ok(jp_fetch, "spark-openstack", "ui", "app", app["id"], "api", "v1", "applications")
         assert json.loads(r.body)[0]["name"] == app_name
 
