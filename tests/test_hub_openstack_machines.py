@@ -81,6 +81,18 @@ def test_spawn_on_machines_job_reboot_and_stop(cloud, monkeypatch):
         ran = [m.run(["sh", "-c", "ls /var/lib/spark-openstack/work | grep -c app- || true"]).stdout.strip()
                for m in machines]
         assert any(n not in ("", "0") for n in ran), ran
+        # an executor's log, on a worker machine, through her notebook server's proxy: the
+        # application UI's log links point at the proxied worker UI, not at the machine
+        ui = c.user_url("alice") + "spark-openstack/ui/"
+        master = c.s.get(ui + "master/json/", timeout=60).json()
+        apps = [a for a in master["activeapps"] if a["name"].startswith("spark-connect")]
+        assert len(apps) == 1, master["activeapps"]
+        app_id = apps[0]["id"]
+        execs = c.s.get(f"{ui}app/{app_id}/api/v1/applications/{app_id}/allexecutors", timeout=60).json()
+        links = [e["executorLogs"]["stderr"] for e in execs if e["id"] != "driver"]
+        assert links and all("/spark-openstack/ui/" in u and "/worker/worker-" in u for u in links), links
+        log = c.s.get(c.user_url("alice").split("/user/")[0] + links[0], timeout=60)
+        assert log.status_code == 200 and "CoarseGrainedExecutorBackend" in log.text, log.text[:500]
         # Nova's reboot of one worker: the machine reboots and our unit brings the worker back
         import openstack
         monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(emu.run_dir.parent / "clouds.yaml"))
