@@ -11,7 +11,9 @@ and stderr go (appended) to :func:`jupyter_spark_openstack.core.paths.kernel_out
 The file is opened *by the server* and handed to the child as its fds 1 and 2, so even an
 interpreter that cannot import anything ("No module named ipykernel") leaves its message
 there. When the process ends on a signal the server did not send (e.g. the OOM killer's
-SIGKILL), a line saying so is appended too.
+SIGKILL), a line saying so is appended too, and one on its memory: its memory cgroup's limit,
+peak and OOM kills during this life, and its own peak RSS (:mod:`..core.diagnostics.memory`),
+so that an out-of-memory kill is shown with its evidence.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from jupyter_client.provisioning import LocalProvisioner
 
 from ..core import paths
 from ..core.diagnostics.classify import LAUNCH_MARKER
+from ..core.diagnostics.memory import MemoryWatch
 from ..core.kernelspec import is_ours
 
 PROVISIONER_NAME = "spark-openstack-capture"
@@ -43,6 +46,7 @@ class CaptureProvisioner(LocalProvisioner):
 
     _exit_recorded = False
     _signal_sent: int | None = None
+    _memory: MemoryWatch | None = None
 
     @property
     def capturing(self) -> bool:
@@ -77,6 +81,7 @@ class CaptureProvisioner(LocalProvisioner):
             os.close(fd)
         self._exit_recorded = False
         self._signal_sent = None
+        self._memory = MemoryWatch.start(self.pid) if self.pid else None
         self.log.info("spark-openstack: kernel %s output -> %s", self.kernel_id, path)
         return info
 
@@ -94,12 +99,16 @@ class CaptureProvisioner(LocalProvisioner):
             who = "sent by the notebook server" if by_us else "not sent by the notebook server"
             self._append(f"[spark-openstack] kernel {self.kernel_id} (pid {self.pid}) killed by "
                          f"signal {signum} ({name}, {who}) at {_stamp()}\n")
+            if not by_us and self._memory is not None:
+                self._append(self._memory.report(self.kernel_id, self.pid, signum))
         else:
             self._append(f"[spark-openstack] kernel {self.kernel_id} (pid {self.pid}) exited "
                          f"with code {ret} at {_stamp()}\n")
 
     async def poll(self) -> int | None:
         ret = await super().poll()
+        if ret is None and self._memory is not None and self.pid:
+            self._memory.sample(self.pid)  # the restarter polls every few seconds
         self._record_exit(ret)
         return ret
 
