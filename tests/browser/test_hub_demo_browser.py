@@ -57,29 +57,7 @@ def test_login_options_progress_and_a_job_in_the_browser(hub, artifacts):
         page.screenshot(path=str(artifacts / "hub-progress.png"))
         # ... then JupyterLab, whose launcher offers the user's kernels
         page.wait_for_url(re.compile(r".*/user/dora/lab.*"), timeout=300_000)
-        card = page.locator('.jp-LauncherCard[title^="PySpark (1 worker"]').first
-        card.wait_for(timeout=120_000)
-        page.screenshot(path=str(artifacts / "hub-lab-launcher.png"))
-        card.click()
-        # Run only once the notebook's kernel is connected and idle: JupyterLab silently
-        # clears (does not queue) a cell run while the session has no kernel yet.
-        # (the status bar's kernel item reads "<name> | Idle" only once connected)
-        expect(page.locator(".jp-StatusBar-Widget").get_by_role(
-            "button", name=re.compile(r"PySpark .*\| Idle"))).to_be_visible(timeout=120_000)
-        cell = page.locator(".jp-Notebook .jp-Cell").first
-        editor = cell.locator(".cm-content")
-        editor.click()
-        page.keyboard.type("spark.range(1000).count()")
-        expect(editor).to_have_text("spark.range(1000).count()")
-        page.keyboard.press("Shift+Enter")
-        # the run was accepted: the prompt shows [*] (queued/running) or [1]
-        expect(cell.locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[(\*|1)\]"),
-                                                             timeout=30_000)
-        out = cell.locator(".jp-OutputArea")
-        try:
-            expect(out.locator(".jp-OutputArea-executeResult")).to_contain_text("1000", timeout=180_000)
-        finally:
-            page.screenshot(path=str(artifacts / "hub-notebook-job.png"))
+        _run_in_new_notebook(page, "spark.range(1000).count()", "1000", artifacts=artifacts)
         browser.close()
     cluster = cluster_state(client.api("GET", "/users/dora").json()["servers"][""]["state"]["cluster"])
     apps = master_state(cluster).active_apps
@@ -197,20 +175,32 @@ def test_every_spark_ui_tab_shows_its_content_through_the_hub(hub, artifacts):
     c.stop("uma")
 
 
-def _run_in_new_notebook(page, code: str, expect_text: str):
+def _run_in_new_notebook(page, code: str, expect_text: str, artifacts=None):
     """Open a notebook on her PySpark kernel from the launcher, run ``code``, wait for a result
-    containing ``expect_text``."""
+    containing ``expect_text`` (screenshots into ``artifacts`` if given)."""
     from playwright.sync_api import expect
 
     card = page.locator('.jp-LauncherCard[title^="PySpark (1 worker"]').first
     card.wait_for(timeout=120_000)
+    if artifacts:
+        page.screenshot(path=str(artifacts / "hub-lab-launcher.png"))
     card.click()
+    # Run only once the notebook's kernel is connected and idle: JupyterLab silently
+    # clears (does not queue) a cell run while the session has no kernel yet.
+    # (the status bar's kernel item reads "<name> | Idle" only once connected)
     expect(page.locator(".jp-StatusBar-Widget").get_by_role(
         "button", name=re.compile(r"PySpark .*\| Idle"))).to_be_visible(timeout=120_000)
     cell = page.locator(".jp-Notebook .jp-Cell").first
     editor = cell.locator(".cm-content")
     editor.click()
-    page.keyboard.insert_text(code)
+    page.keyboard.insert_text(code)  # as typed, without the editor's auto-closed brackets
+    expect(editor).to_have_text(code.replace("\n", ""))
     page.keyboard.press("Shift+Enter")
+    # the run was accepted: the prompt shows [*] (queued/running) or [1]
+    expect(cell.locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[(\*|1)\]"), timeout=30_000)
     out = cell.locator(".jp-OutputArea")
-    expect(out.locator(".jp-OutputArea-executeResult")).to_contain_text(expect_text, timeout=180_000)
+    try:
+        expect(out.locator(".jp-OutputArea-executeResult")).to_contain_text(expect_text, timeout=180_000)
+    finally:
+        if artifacts:
+            page.screenshot(path=str(artifacts / "hub-notebook-job.png"))
