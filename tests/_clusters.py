@@ -33,3 +33,10 @@ def master_state(cluster: dict, timeout: float = 10.0) -> MasterState:
     """The master's /json/ of a cluster state (as the hub API shows it), with its token."""
     return fetch_master_state(cluster["master"]["webui_url"], timeout=timeout,
                               ui_token=ui_token(cluster))
+
+
+def hub_cluster_state(client, user: str) -> dict | None:
+    """Her cluster's state, from the entry the hub API shows for her default server."""
+    r = client.api("GET", f"/users/{user}")
+    r.raise_for_status()
+    return cluster_state((r.json()["servers"].get("") or {}).get("state", {}).get("cluster"))

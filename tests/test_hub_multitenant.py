@@ -24,7 +24,7 @@ from jupyter_spark_openstack.demo.hubprocess import (
     start_hub,
     stop_hub_leaving_nothing,
 )
-from tests._clusters import cluster_state
+from tests._clusters import cluster_state, ui_token
 from tests._system import (  # noqa: F401 - fixtures
     _module_system_users_fixture,
     _sys_venv_fixture,
@@ -91,14 +91,9 @@ def _cluster(hub, name, server_name=""):
     return cluster_state((srv.get("state") or {}).get("cluster"))
 
 
-def _ui_token(cluster: dict) -> str:
-    """The cluster's UI guard token, from the hub's own copy (this test runs as root)."""
-    return Path(cluster["ui_guard"]["token_file"]).read_text().strip()
-
-
 def _master(cluster: dict):
     return fetch_master_state(cluster["master"]["webui_url"], timeout=10,
-                              ui_token=_ui_token(cluster))
+                              ui_token=ui_token(cluster))
 
 
 def _daemons(cluster: dict) -> list[psutil.Process]:
@@ -205,7 +200,7 @@ def test_another_user_cannot_kill_her_application_through_any_ui(hub, users, run
 
     for u in urls:
         req = urllib.request.Request(u, data=b"", method="POST",
-                                     headers={"X-Spark-UI-Token": _ui_token(running["a"])})
+                                     headers={"X-Spark-UI-Token": ui_token(running["a"])})
         try:
             urllib.request.urlopen(req, timeout=10).close()
         except urllib.error.HTTPError:
@@ -251,7 +246,7 @@ def test_her_spark_uis_answer_her_proxy_and_the_hub_only(hub, users, running, sy
     # and with the token (what the hub and her proxy send) the worker page answers
     import urllib.request
 
-    req = urllib.request.Request(worker_ui + "/", headers={"X-Spark-UI-Token": _ui_token(c)})
+    req = urllib.request.Request(worker_ui + "/", headers={"X-Spark-UI-Token": ui_token(c)})
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert resp.status == 200 and b"Spark Worker" in resp.read()
 

@@ -13,7 +13,7 @@ from jupyter_spark_openstack.demo.client import HubClient
 from jupyter_spark_openstack.demo.hubconfig import write_hub_config
 from jupyter_spark_openstack.demo.hubprocess import HubProcess, kill_processes, processes_under
 from jupyter_spark_openstack.testing.emulator.demo import start_demo_emulator
-from tests._clusters import cluster_state
+from tests._clusters import hub_cluster_state
 
 pytestmark = [pytest.mark.hub, pytest.mark.spark]
 
@@ -40,11 +40,6 @@ def cloud(tmp_path_factory):
         assert not left, f"processes left: {[p.cmdline()[:3] for p in left]}"
 
 
-def _cluster_state(hub, user):
-    r = hub.client.api("GET", f"/users/{user}")
-    r.raise_for_status()
-    return cluster_state((r.json()["servers"].get("") or {}).get("state", {}).get("cluster"))
-
 
 def test_spawn_on_openstack_job_and_stop(cloud):
     hub, emu = cloud
@@ -62,7 +57,7 @@ def test_spawn_on_openstack_job_and_stop(cloud):
     assert {s["metadata"]["spark_openstack_owner"] for s in servers} == {"alice"}
     assert {s["metadata"]["spark_openstack_hub"] for s in servers} == {"hubtest"}
     assert {s["flavor"] for s in servers} == {"m1.small"}
-    cluster = _cluster_state(hub, "alice")
+    cluster = hub_cluster_state(hub.client, "alice")
     assert sorted(r["id"] for r in cluster["records"]) == sorted(s["id"] for s in servers)
     # no cloud credential and no hub token in the user-data, nor in the notebook's environment
     clouds_yaml = Path(emu.run_dir).parent / "clouds.yaml"

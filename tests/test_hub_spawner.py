@@ -25,7 +25,7 @@ from jupyter_spark_openstack.demo.hubprocess import (
     start_hub,
     stop_hub_leaving_nothing,
 )
-from tests._clusters import cluster_state, master_state
+from tests._clusters import cluster_state, hub_cluster_state, master_state
 
 pytestmark = [pytest.mark.hub, pytest.mark.spark]
 
@@ -48,11 +48,6 @@ def hub(tmp_path_factory):
     finally:
         stop_hub_leaving_nothing(h)
 
-
-def _cluster_state(hub, user):
-    r = hub.client.api("GET", f"/users/{user}")
-    r.raise_for_status()
-    return cluster_state((r.json()["servers"].get("") or {}).get("state", {}).get("cluster"))
 
 
 def _user_procs(hub, user):
@@ -100,7 +95,7 @@ def test_spawn_progress_job_and_teardown(hub):
     assert events[-1].get("ready"), events[-1]
     c.wait_ready("alice")
 
-    cluster = _cluster_state(hub, "alice")
+    cluster = hub_cluster_state(hub.client, "alice")
     assert cluster["workers"] == 2 and len(cluster["records"]) == 2
     master = master_state(cluster)
     assert len(master.alive_workers) == 2
@@ -174,7 +169,7 @@ def test_two_users_get_separate_masters_and_cannot_use_each_other(hub):
     try:
         c.wait_ready("erin")
         c.wait_ready("frank")
-        erin, frank = _cluster_state(hub, "erin"), _cluster_state(hub, "frank")
+        erin, frank = hub_cluster_state(hub.client, "erin"), hub_cluster_state(hub.client, "frank")
         assert erin["master"]["master_url"] != frank["master"]["master_url"]
         for st in (erin, frank):
             assert len(master_state(st).alive_workers) == 1

@@ -59,9 +59,13 @@ def test_the_state_is_typed_frozen_and_its_json_form_round_trips(tmp_path):
     assert on_disk == s.to_dict() and on_disk["version"] == 3
     assert ClusterState.from_dict(on_disk) == s
     # a field that is missing or misspelt is refused, not guessed
-    for broken in ({k: v for k, v in on_disk.items() if k != "size"},
-                   {**on_disk, "master": {"mod": "per-user"}}):
-        with pytest.raises(StateVersionError, match="lacks or misspells a field"):
+    with pytest.raises(StateVersionError, match="lacks or misspells a field"):
+        ClusterState.from_dict({k: v for k, v in on_disk.items() if k != "size"})
+    # a misspelt field, required or optional, is named with the allowed ones (not dropped)
+    for broken, cls, key in (({**on_disk, "master": {"mod": "per-user"}}, "MasterState", "mod"),
+                             ({**on_disk, "sesion_dir": "/x"}, "ClusterState", "sesion_dir"),
+                             ({**on_disk, "size": {**on_disk["size"], "core": 2}}, "WorkerSize", "core")):
+        with pytest.raises(StateVersionError, match=rf"{cls} has the unknown field\(s\) {key} .*allowed: "):
             ClusterState.from_dict(broken)
 
 

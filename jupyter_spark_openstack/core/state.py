@@ -49,7 +49,15 @@ class StateVersionError(ClusterError):
 
 
 def _fields(cls, d: dict) -> dict:
-    return {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+    """``d``'s fields of dataclass ``cls``; a key ``cls`` does not have (a misspelt optional
+    field would otherwise be dropped silently) is refused, naming it and the allowed ones."""
+    allowed = cls.__dataclass_fields__
+    unknown = sorted(set(d) - set(allowed))
+    if unknown:
+        raise StateVersionError(f"a cluster state whose {cls.__name__} has the unknown field(s) "
+                                f"{', '.join(unknown)} (read as version {STATE_VERSION}); "
+                                f"allowed: {', '.join(allowed)}")
+    return {k: d[k] for k in allowed if k in d}
 
 
 @dataclass(frozen=True)

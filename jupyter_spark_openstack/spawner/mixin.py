@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
-import time
 from pathlib import Path
 
 from tornado import web
@@ -793,11 +792,3 @@ class SparkClusterMixin(LoggingConfigurable):
     @default("oauth_client_allowed_scopes")
     def _default_oauth_client_allowed_scopes(self):
         return self._admin_scopes()
-
-    @property
-    def cluster_summary(self) -> dict | None:
-        if self._cluster is None:
-            return None
-        s = self._cluster.state
-        return {**s.summary(),
-                "age_seconds": (time.time() - s.started_at) if s.started_at else None}
