@@ -87,9 +87,25 @@ def test_the_last_launch_counts_first():
             f"{LAUNCH_MARKER} k1 (pyspark) at t1: python -m x\n"
             "ModuleNotFoundError: No module named 'py4j'\n")
     assert classify(text).category == "missing-py4j"
-    # a last launch with nothing in it falls back to the earlier failure
+    # a last launch with nothing in it: the life just before, which ended in the failure
     text2 = f"{LAUNCH_MARKER} k1 (pyspark) at t0: x\n{old}{LAUNCH_MARKER} k1 (pyspark) at t1: x\nhello\n"
     assert classify(text2).category == "master-unreachable"
+
+
+def test_only_the_latest_life_counts():
+    """A restarted kernel's diagnosis is about its latest life: the current one, or the one
+    whose death made the server restart it; never a failure of a life before those."""
+    old = (DATA / "master-unreachable.log").read_text()
+    life = f"{LAUNCH_MARKER} k1 (pyspark) at t{{}}: x\n"
+    killed = ("[spark-openstack] kernel k1 (pid 2) killed by signal 9 (SIGKILL, not sent by the "
+              "notebook server) at t\n")
+    # 1: master unreachable; 2: ran fine, restarted by her; 3: running fine
+    fine = life.format(0) + old + life.format(1) + "hello\n" + life.format(2) + "ready\n"
+    assert classify(fine).category == "unknown"
+    # 1: master unreachable; 2: killed (SIGKILL, not by the server); 3: running fine
+    died = life.format(0) + old + life.format(1) + "hello\n" + killed + life.format(2) + "ready\n"
+    d = classify(died)
+    assert d.category == "out-of-memory" and d.evidence == [killed.strip()], d
 
 
 def test_signal_9_sent_by_the_server_is_not_oom():

@@ -104,11 +104,15 @@ def _clean(line: str) -> str:
     return _ANSI_RE.sub("", line).rstrip("\r\n").strip()[:500]
 
 
-def _last_launch_section(lines: Sequence[str]) -> Sequence[str]:
-    for i in range(len(lines) - 1, -1, -1):
-        if LAUNCH_MARKER in lines[i]:
-            return lines[i:]
-    return lines
+def _last_launch_sections(lines: Sequence[str]) -> tuple[Sequence[str], Sequence[str]]:
+    """The kernel's current life (from its last launch line) and the life before it, which
+    ends with how it died (the capture provisioner writes that before the next launch)."""
+    starts = [i for i, line in enumerate(lines) if LAUNCH_MARKER in line]
+    if not starts:
+        return lines, ()
+    last = lines[starts[-1]:]
+    before = lines[starts[-2]:starts[-1]] if len(starts) > 1 else lines[:starts[-1]]
+    return last, before
 
 
 def _telling(lines: Sequence[str], n: int = MAX_EVIDENCE) -> list[str]:
@@ -148,17 +152,19 @@ def _match(rules: Iterable[Rule], lines: Sequence[str]) -> tuple[Rule, list[str]
 
 
 def classify(text: str, rules: Sequence[Rule] | None = None) -> Diagnosis:
-    """Diagnose a log text. The last kernel launch in it counts first; earlier ones only if it
-    says nothing (a restarted kernel's old failure should not mask the current one)."""
+    """Diagnose a log text: the kernel's latest life. Its current life (from the last launch)
+    counts first, then the life just before, which ends with the death that made the server
+    restart it. Older lives never count: a failure an hour and two restarts ago is not why
+    the kernel died now."""
     rules = load_rules() if rules is None else rules
     lines = text.splitlines()
-    found = None
-    last = _last_launch_section(lines)
+    last, before = _last_launch_sections(lines)
     found = _match(rules, last)
-    if found is None and len(last) != len(lines):
-        found = _match(rules, lines)
+    if found is None and before:
+        found = _match(rules, before)
     if found is None:
-        return Diagnosis(**UNKNOWN, evidence=_telling(last if any(x.strip() for x in last[1:]) else lines))
+        shown = last if any(x.strip() for x in last[1:]) or not before else before
+        return Diagnosis(**UNKNOWN, evidence=_telling(shown))
     rule, hits = found
     evidence = hits[:MAX_EVIDENCE]
     return Diagnosis(category=rule.category, title=rule.title, explanation=rule.explanation,
